@@ -1,0 +1,5 @@
+"""Allow ``python -m sdwatch``."""
+
+from sdwatch.cli import main
+
+main()

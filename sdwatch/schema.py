@@ -1,0 +1,141 @@
+"""Build frozen dataclasses from parsed TOML, rejecting unknown keys and naming the key at fault.
+
+The config loader and every probe's Spec use this one mechanism, so a dataclass's fields
+(with their defaults and type hints) are the whole schema.  Supported field types: str, int,
+float, bool, Duration, Size, Percent, enums, nested dataclasses, ``tuple[X, ...]``,
+``Optional[X]`` and ``X | None``.  A dataclass may validate across fields in ``__post_init__``
+by raising :class:`SpecError` (naming the key) or ValueError (about the table as a whole).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from typing import Any, Mapping, TypeVar
+
+from sdwatch.quantities import Duration, Percent, Size, parse_duration, parse_percent, parse_size
+
+T = TypeVar("T")
+
+_PARSERS = {Duration: parse_duration, Size: parse_size, Percent: parse_percent}
+
+
+class SpecError(ValueError):
+    """A value is wrong; ``key`` is its dotted path relative to the table being built."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+def join(prefix: str, key: str | int) -> str:
+    """Join key paths the way TOML writes them: a.b, a."x.service", a[0]."""
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    part = key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
+    return f"{prefix}.{part}" if prefix else part
+
+
+def build(cls: type[T], data: object, key: str = "") -> T:
+    """Given a dataclass type and a TOML table, return an instance; raise SpecError naming the key."""
+    if not isinstance(data, Mapping):
+        raise SpecError(key, f"expected a table, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    names = {_toml_name(f): f for f in fields.values()}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        allowed = ", ".join(sorted(names))
+        raise SpecError(join(key, unknown[0]), f"unknown key (allowed here: {allowed})")
+    values: dict[str, Any] = {}
+    for toml_name, field in names.items():
+        sub = join(key, toml_name)
+        if toml_name in data:
+            values[field.name] = convert(hints[field.name], data[toml_name], sub)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise SpecError(sub, "required key is missing")
+    try:
+        return cls(**values)
+    except SpecError as exc:
+        raise SpecError(join(key, exc.key) if exc.key else key, exc.message) from None
+    except ValueError as exc:
+        raise SpecError(key, str(exc)) from None
+
+
+def convert(hint: Any, value: object, key: str) -> Any:
+    """Convert one TOML value to the Python type ``hint``; raise SpecError naming ``key``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None and len(options) < len(args):
+            return None
+        errors = []
+        for option in options:
+            try:
+                return convert(option, value, key)
+            except SpecError as exc:
+                errors.append(exc.message)
+        raise SpecError(key, errors[0] if len(errors) == 1 else "; or ".join(errors))
+    if origin is tuple:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]  # a single value stands for a list of one
+        if not isinstance(value, list):
+            raise SpecError(key, f"expected a list, got {_describe(value)}")
+        return tuple(convert(args[0], item, join(key, i)) for i, item in enumerate(value))
+    if origin is typing.Literal:
+        if value not in args:
+            raise SpecError(key, f"expected one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if hint in _PARSERS:
+        try:
+            return _PARSERS[hint](value)
+        except ValueError as exc:
+            raise SpecError(key, str(exc)) from None
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        choices = [m.value for m in hint]
+        if value not in choices:
+            raise SpecError(key, f"expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        return hint(value)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SpecError(key, f"expected true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(key, f"expected a whole number, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(key, f"expected a number, got {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise SpecError(key, f"expected a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"schema: unsupported field type {hint!r} at {key}")
+
+
+def _toml_name(field: dataclasses.Field) -> str:
+    """A field's key in TOML: metadata 'toml' when the key is a Python keyword (e.g. 'for')."""
+    return field.metadata.get("toml", field.name)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    return f"{type(value).__name__} {value!r}"
