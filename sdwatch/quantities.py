@@ -13,7 +13,7 @@ Duration = NewType("Duration", float)
 """Seconds, written in config as "500ms", "5s", "2m", "1h", "1d" or a bare number of seconds."""
 
 Size = NewType("Size", int)
-"""Bytes, written as "512", "64K", "2M", "1.5G", "1T" (binary multiples; "KiB"/"KB" also accepted)."""
+"""Bytes, written as "512", "64K", "2M", "1.5G", "1T" (binary multiples; "KiB" also accepted)."""
 
 Percent = NewType("Percent", float)
 """A percentage, written as "90%" or a bare number."""
@@ -24,7 +24,9 @@ _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
 
 
 def parse_duration(value: object) -> Duration:
-    """Given "250ms", "5s", "2m", "1h30m" or a number of seconds, return seconds; raise ValueError."""
+    """Given "250ms", "5s", "2m", "1h30m" or a number of seconds, return seconds.
+
+    Raise ValueError with a hint on anything else."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 500ms, 5s, 2m, got a boolean")
     if isinstance(value, (int, float)):

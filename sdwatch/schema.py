@@ -43,7 +43,9 @@ def join(prefix: str, key: str | int) -> str:
 
 
 def build(cls: type[T], data: object, key: str = "") -> T:
-    """Given a dataclass type and a TOML table, return an instance; raise SpecError naming the key."""
+    """Given a dataclass type and a TOML table, return an instance.
+
+    Raise SpecError naming the key at fault."""
     if not isinstance(data, Mapping):
         raise SpecError(key, f"expected a table, got {_describe(data)}")
     hints = typing.get_type_hints(cls)

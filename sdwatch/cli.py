@@ -1,0 +1,123 @@
+"""The ``sdwatch`` command line: parse, call, render, exit.  Heavy modules are imported lazily.
+
+Exit codes (LSB-style for status): 0 all shown units healthy, 1 a check failed, 2 bad
+configuration or usage, 3 some unit is not healthy, 4 systemd cannot be reached.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, NoReturn, Optional
+
+import typer
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Health checks and resource limits for systemd units.")
+
+_CONFIG_HELP = "Main config file (default /etc/sdwatch/sdwatch.toml, or $SDWATCH_CONFIG)."
+
+
+def _config_option() -> Optional[str]:
+    return typer.Option(None, "--config", "-c", help=_CONFIG_HELP, metavar="FILE")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"sdwatch: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load_config(path: Optional[str]):  # -> sdwatch.config.Config
+    from sdwatch.config import ConfigError, load
+
+    try:
+        return load(path)
+    except ConfigError as exc:
+        for message in exc.messages:
+            typer.echo(message, err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _connect():  # -> sdwatch.systemd.Systemd
+    from sdwatch.systemd import Systemd, SystemdUnavailable
+
+    try:
+        return Systemd()
+    except SystemdUnavailable as exc:
+        _fail(str(exc), EXIT_UNREACHABLE)
+
+
+def _snapshot(units: Optional[List[str]], all_units: bool, config: Optional[str]):
+    from sdwatch.status import collect
+    from sdwatch.systemd import SystemdUnavailable
+
+    cfg = _load_config(config)
+    sd = _connect()
+    try:
+        return collect(sd, cfg, units or (), all_units)
+    except SystemdUnavailable as exc:
+        _fail(str(exc), EXIT_UNREACHABLE)
+    finally:
+        sd.close()
+
+
+@app.command()
+def status(
+    units: Optional[List[str]] = typer.Argument(None, help="Units to show (default: the "
+                                                "configured ones, or every active or failed "
+                                                "service when there is no config)."),
+    all_units: bool = typer.Option(False, "--all", "-a", help="Show every loaded service."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (schema sdwatch.status/1)."),
+    config: Optional[str] = _config_option(),
+) -> None:
+    """Show the system and each unit: state, health, PID, uptime, restarts, tasks, memory, CPU."""
+    from sdwatch import status as st
+
+    snap = _snapshot(units, all_units, config)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(st.to_json(snap), indent=2))
+    else:
+        typer.echo(st.render_text(snap), nl=False)
+    raise typer.Exit(EXIT_OK if snap.healthy else EXIT_UNHEALTHY)
+
+
+@app.command()
+def summary(
+    units: Optional[List[str]] = typer.Argument(None, help="Units to show."),
+    all_units: bool = typer.Option(False, "--all", "-a", help="Show every loaded service."),
+    config: Optional[str] = _config_option(),
+) -> None:
+    """One line per unit: health, state, memory, CPU, uptime."""
+    from sdwatch import status as st
+
+    snap = _snapshot(units, all_units, config)
+    typer.echo(st.render_summary(snap), nl=False)
+    raise typer.Exit(EXIT_OK if snap.healthy else EXIT_UNHEALTHY)
+
+
+@app.command()
+def validate(config: Optional[str] = _config_option()) -> None:
+    """Check the configuration: exit 0 when valid, 2 with one line per problem otherwise."""
+    cfg = _load_config(config)
+    files = ", ".join(cfg.files) if cfg.files else "no config file (watching all services)"
+    typer.echo(f"configuration ok: {len(cfg.units)} units, "
+               f"{sum(len(u.probes) for u in cfg.units.values())} probes ({files})")
+
+
+@app.command()
+def version() -> None:
+    """Print sdwatch's version."""
+    from sdwatch import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

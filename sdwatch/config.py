@@ -1,0 +1,314 @@
+"""sdwatch's configuration: TOML files parsed once into frozen dataclasses.
+
+Files: ``/etc/sdwatch/sdwatch.toml`` then ``/etc/sdwatch/conf.d/*.toml`` in name order (or the
+file named by ``--config`` / ``SDWATCH_CONFIG`` and the ``conf.d/`` beside it).  Defaults live
+beside the types below; unknown keys are errors; every error names the file and the key path.
+No file at all is valid: sdwatch then watches every loaded service that is active or failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import glob
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from sdwatch.quantities import Duration, parse_percent, parse_size
+from sdwatch.schema import SpecError, build, join
+from sdwatch.states import unit_name_problem
+
+DEFAULT_PATH = "/etc/sdwatch/sdwatch.toml"
+ENV_VAR = "SDWATCH_CONFIG"
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise SpecError(key, "must be greater than zero")
+
+
+def _at_least_one(key: str, value: int) -> None:
+    if value < 1:
+        raise SpecError(key, f"must be at least 1, got {value}")
+
+
+class ConfigError(Exception):
+    """One or more problems in the configuration; ``messages`` lists "file: key: problem"."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = messages
+
+
+class Action(str, enum.Enum):
+    """What to do when a check keeps failing or a limit is reached."""
+
+    ALERT = "alert"
+    RESTART = "restart"
+    STOP = "stop"
+    START = "start"
+    UNMONITOR = "unmonitor"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``[sdwatch]`` table: defaults for every unit and where sdwatch keeps its files."""
+
+    interval: Duration = Duration(10.0)  # how often probes and resource checks run
+    timeout: Duration = Duration(5.0)  # how long one probe may take
+    failures: int = 3  # consecutive failed cycles before acting
+    state_dir: str = "/var/lib/sdwatch"
+    runtime_dir: str = "/run/sdwatch"
+
+    def __post_init__(self) -> None:
+        _positive("interval", self.interval)
+        _positive("timeout", self.timeout)
+        _at_least_one("failures", self.failures)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """One probe of a unit: the common scheduling keys plus its kind's own ``spec``."""
+
+    kind: str
+    name: str
+    interval: float
+    timeout: float
+    failures: int
+    spec: Any
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A resource threshold: act when the value is above ``above`` for ``for`` cycles."""
+
+    above: str | int | float  # as written; the resource decides how to read it (``value``)
+    for_cycles: int = field(default=1, metadata={"toml": "for"})
+    then: Action = Action.ALERT
+    value: float = field(default=0.0, init=False)
+    relative: bool = field(default=False, init=False)  # True when ``above`` is a percentage
+
+    def __post_init__(self) -> None:
+        _at_least_one("for", self.for_cycles)
+
+
+@dataclass(frozen=True)
+class RestartLimit:
+    """Give up after ``restarts`` restarts by sdwatch ``within`` a window; re-arm after ``rearm``.
+    """
+
+    restarts: int = 5
+    within: Duration = Duration(600.0)
+    then: Action = Action.ALERT
+    rearm: Duration = Duration(3600.0)
+
+    def __post_init__(self) -> None:
+        _at_least_one("restarts", self.restarts)
+        _positive("within", self.within)
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    """One ``[unit."NAME"]`` table."""
+
+    name: str
+    probes: tuple[ProbeConfig, ...] = ()
+    cpu: Limit | None = None  # % of one core ("90%"), or of all cores with a "/all" suffix
+    memory: Limit | None = None  # bytes ("2G") or % of RAM ("80%")
+    tasks: Limit | None = None
+    fds: Limit | None = None
+    children: Limit | None = None
+    restart_limit: RestartLimit = RestartLimit()
+    action: Action = Action.RESTART  # what failing probes lead to
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration.  ``files`` is empty when none exists (zero-config mode)."""
+
+    settings: Settings = Settings()
+    units: Mapping[str, UnitConfig] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+    @property
+    def zero_config(self) -> bool:
+        """True when no file was found: watch every active or failed service."""
+        return not self.files
+
+
+@dataclass(frozen=True)
+class _UnitTable:
+    """The raw shape of a unit table; probes are built separately, by kind."""
+
+    probe: tuple[Mapping[str, Any], ...] = ()
+    cpu: Limit | None = None
+    memory: Limit | None = None
+    tasks: Limit | None = None
+    fds: Limit | None = None
+    children: Limit | None = None
+    restart_limit: RestartLimit = RestartLimit()
+    action: Action = Action.RESTART
+
+
+_COMMON_PROBE_KEYS = ("kind", "name", "interval", "timeout", "failures")
+
+
+def config_paths(path: str | None = None) -> list[str]:
+    """Return the files that make up the configuration, main file first, existing ones only."""
+    main = path or os.environ.get(ENV_VAR) or DEFAULT_PATH
+    if os.path.isdir(main):
+        main = os.path.join(main, "sdwatch.toml")
+    found = [main] if os.path.isfile(main) else []
+    if path and not found and not os.path.isdir(os.path.dirname(main) or "."):
+        return [main]  # an explicitly named file that is missing: let load() report it
+    found += sorted(glob.glob(os.path.join(os.path.dirname(main), "conf.d", "*.toml")))
+    return found
+
+
+def load(path: str | None = None) -> Config:
+    """Read, validate and return the configuration; raise ConfigError listing every problem.
+
+    ``path`` (or $SDWATCH_CONFIG) names the main file; a name given explicitly must exist.
+    """
+    explicit = path or os.environ.get(ENV_VAR)
+    files = config_paths(path)
+    errors: list[str] = []
+    if explicit and not os.path.exists(explicit):
+        raise ConfigError([f"{explicit}: no such file"])
+    settings_data: dict[str, Any] = {}
+    settings_origin: dict[str, str] = {}
+    unit_tables: dict[str, tuple[str, Any]] = {}
+    for file in files:
+        try:
+            with open(file, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            errors.append(f"{file}: cannot read: {exc.strerror}")
+            continue
+        except tomllib.TOMLDecodeError as exc:
+            errors.append(f"{file}: TOML syntax error: {exc}")
+            continue
+        for key in data:
+            if key not in ("sdwatch", "unit"):
+                errors.append(f"{file}: {join('', key)}: unknown table (allowed: sdwatch, unit)")
+        if isinstance(data.get("sdwatch"), Mapping):
+            for key, value in data["sdwatch"].items():
+                settings_data[key] = value
+                settings_origin[key] = file
+        elif "sdwatch" in data:
+            errors.append(f"{file}: sdwatch: expected a table")
+        units = data.get("unit", {})
+        if not isinstance(units, Mapping):
+            errors.append(f"{file}: unit: expected tables like [unit.\"nginx.service\"]")
+            continue
+        for name, table in units.items():
+            if name in unit_tables:
+                errors.append(f"{file}: {join('unit', name)}: already defined in "
+                              f"{unit_tables[name][0]}")
+                continue
+            unit_tables[name] = (file, table)
+
+    settings = Settings()
+    try:
+        settings = build(Settings, settings_data, "sdwatch")
+    except SpecError as exc:
+        bad = exc.key.split(".")[1] if "." in exc.key else ""
+        errors.append(f"{settings_origin.get(bad, files[0] if files else DEFAULT_PATH)}: {exc}")
+
+    units_out: dict[str, UnitConfig] = {}
+    for name, (file, table) in unit_tables.items():
+        try:
+            units_out[name] = _build_unit(name, table, settings)
+        except SpecError as exc:
+            errors.append(f"{file}: {exc}")
+    if errors:
+        raise ConfigError(errors)
+    return Config(settings=settings, units=units_out, files=tuple(files))
+
+
+def _build_unit(name: str, table: Any, settings: Settings) -> UnitConfig:
+    key = join("unit", name)
+    problem = unit_name_problem(name)
+    if problem:
+        raise SpecError(key, problem)
+    raw = build(_UnitTable, table, key)
+    probes = tuple(_build_probe(p, join(join(key, "probe"), i), settings)
+                   for i, p in enumerate(raw.probe))
+    names = [p.name for p in probes]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise SpecError(join(key, "probe"), f"two probes are named {dup!r}: give one a name")
+    limits = {r: _read_limit(r, getattr(raw, r), join(key, r))
+              for r in ("cpu", "memory", "tasks", "fds", "children")}
+    return UnitConfig(name=name, probes=probes, restart_limit=raw.restart_limit,
+                      action=raw.action, **limits)
+
+
+def _build_probe(data: Any, key: str, settings: Settings) -> ProbeConfig:
+    from sdwatch.probes import REGISTRY
+
+    if not isinstance(data, Mapping):
+        raise SpecError(key, "expected a table like { kind = \"tcp\", address = \"...\" }")
+    kind = data.get("kind")
+    if kind is None:
+        raise SpecError(join(key, "kind"), f"required key is missing (one of: "
+                        f"{', '.join(sorted(REGISTRY))})")
+    if kind not in REGISTRY:
+        raise SpecError(join(key, "kind"), f"unknown probe kind {kind!r} (one of: "
+                        f"{', '.join(sorted(REGISTRY))})")
+    common = build(_ProbeCommon, {k: data[k] for k in _COMMON_PROBE_KEYS if k in data}, key)
+    spec = build(REGISTRY[kind].spec, {k: v for k, v in data.items()
+                                       if k not in _COMMON_PROBE_KEYS}, key)
+    timeout = common.timeout if common.timeout is not None else settings.timeout
+    interval = common.interval if common.interval is not None else settings.interval
+    if timeout > interval:
+        raise SpecError(join(key, "timeout"), f"timeout ({timeout:g}s) is longer than the "
+                        f"interval ({interval:g}s)")
+    return ProbeConfig(kind=kind, name=common.name or kind, interval=interval, timeout=timeout,
+                       failures=common.failures or settings.failures, spec=spec)
+
+
+@dataclass(frozen=True)
+class _ProbeCommon:
+    kind: str
+    name: str = ""
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    failures: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.interval is not None:
+            _positive("interval", self.interval)
+        if self.timeout is not None:
+            _positive("timeout", self.timeout)
+        if self.failures is not None:
+            _at_least_one("failures", self.failures)
+
+
+def _read_limit(resource: str, limit: Limit | None, key: str) -> Limit | None:
+    """Read ``above`` in the resource's own terms and return the limit with ``value`` set."""
+    if limit is None:
+        return None
+    text = str(limit.above)
+    try:
+        if resource == "cpu":
+            value, relative = float(parse_percent(text.removesuffix("/all"))), text.endswith("/all")
+        elif resource == "memory":
+            relative = text.strip().endswith("%")
+            value = float(parse_percent(text) if relative else parse_size(text))
+            if relative and value > 100:
+                raise ValueError(f"{text!r} is more than all of the memory")
+        else:
+            value, relative = float(int(text)), False
+            if value < 0:
+                raise ValueError("must not be negative")
+    except ValueError as exc:
+        hints = {"cpu": 'e.g. "90%" of one core or "50%/all"', "memory": 'e.g. "2G" or "80%"'}
+        hint = hints.get(resource, "a whole number")
+        raise SpecError(join(key, "above"), f"{exc} ({hint})") from None
+    limit = dataclasses.replace(limit)
+    object.__setattr__(limit, "value", value)
+    object.__setattr__(limit, "relative", relative)
+    return limit

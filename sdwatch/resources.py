@@ -1,0 +1,195 @@
+"""Resource samples of a unit's whole cgroup and of the system.
+
+A unit is every process in its cgroup, sub-cgroups included, not just MainPID: a forking
+app server's workers, a shell's children.  Works on cgroup v1 "hybrid" hosts (processes listed
+in the unified or name=systemd tree, memory in the v1 memory controller) and on pure v2.
+``cpu_percent`` and ``evaluate`` are pure functions over samples.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+@dataclass(frozen=True)
+class UnitSample:
+    """One reading of a unit's cgroup.  ``cpu_seconds`` is user+system time of the cgroup."""
+
+    pids: tuple[int, ...]
+    rss: int  # sum of resident set sizes of all processes, bytes
+    memory: int | None  # the cgroup's own memory charge (includes page cache), bytes
+    cpu_seconds: float
+    cpu_from_cgroup: bool  # True when cpu_seconds is systemd's CPUUsageNSec
+    tasks: int  # threads of all processes
+    fds: int  # open file descriptors of all processes
+    children: int  # processes other than the main one
+    taken_at: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
+class SystemSample:
+    """One reading of the machine."""
+
+    hostname: str
+    uptime: float
+    load: tuple[float, float, float]
+    cpus: int
+    cpu_user: float  # % of all CPUs since boot
+    cpu_system: float
+    cpu_iowait: float
+    memory_total: int
+    memory_used: int
+    swap_total: int
+    swap_used: int
+
+
+def _hierarchy() -> tuple[str, bool]:
+    """Return (root of the tree listing unit processes, is pure v2)."""
+    if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers"):
+        return CGROUP_ROOT, True
+    for tree in ("unified", "systemd"):
+        if os.path.exists(f"{CGROUP_ROOT}/{tree}/cgroup.procs"):
+            return f"{CGROUP_ROOT}/{tree}", False
+    return f"{CGROUP_ROOT}/systemd", False
+
+
+def cgroup_pids(control_group: str) -> list[int]:
+    """Given a unit's ControlGroup, return the PIDs in it and every sub-cgroup (empty if none).
+
+    PIDs that read as 0 belong to other PID namespaces (v2 lists them so): they are dropped.
+    """
+    if not control_group:
+        return []
+    root, _ = _hierarchy()
+    top = os.path.join(root, control_group.lstrip("/"))
+    pids: list[int] = []
+    for path in _walk(top):
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                pids.extend(int(line) for line in f if line.strip() not in ("", "0"))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the cgroup went away while we read
+    return pids
+
+
+def _walk(top: str) -> Iterator[str]:
+    if not os.path.isdir(top):
+        return
+    yield top
+    try:
+        entries = list(os.scandir(top))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(entry.path)
+
+
+def cgroup_memory(control_group: str) -> int | None:
+    """Return the cgroup's memory charge in bytes (v2 memory.current, v1 usage_in_bytes)."""
+    if not control_group:
+        return None
+    rel = control_group.lstrip("/")
+    root, v2 = _hierarchy()
+    candidates = ([os.path.join(root, rel, "memory.current")] if v2 else
+                  [os.path.join(CGROUP_ROOT, "memory", rel, "memory.usage_in_bytes"),
+                   os.path.join(root, rel, "memory.current")])
+    for path in candidates:
+        try:
+            with open(path) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def sample_unit(control_group: str, main_pid: int = 0, cpu_usage_nsec: int | None = None,
+                memory_current: int | None = None) -> UnitSample:
+    """Sample every process of a unit's cgroup.
+
+    CPU comes from systemd's CPUUsageNSec when it is set (pure v2), else from the processes'
+    own times (psutil); memory from the cgroup's charge, else systemd's MemoryCurrent.
+    """
+    import psutil
+
+    pids = cgroup_pids(control_group)
+    rss = tasks = fds = 0
+    cpu = 0.0
+    alive = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                rss += proc.memory_info().rss
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+                tasks += proc.num_threads()
+                fds += proc.num_fds()
+            alive.append(pid)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        except psutil.AccessDenied:
+            alive.append(pid)
+    memory = cgroup_memory(control_group)
+    if memory is None:
+        memory = memory_current
+    from_cgroup = cpu_usage_nsec is not None
+    return UnitSample(
+        pids=tuple(alive),
+        rss=rss,
+        memory=memory,
+        cpu_seconds=cpu_usage_nsec / 1e9 if from_cgroup else cpu,
+        cpu_from_cgroup=from_cgroup,
+        tasks=tasks,
+        fds=fds,
+        children=sum(1 for p in alive if p != main_pid),
+        taken_at=time.monotonic(),
+    )
+
+
+def cpu_percent(before: UnitSample, after: UnitSample) -> float | None:
+    """Return CPU use between two samples in % of one core (200 = two cores busy), or None.
+
+    None when the interval is empty or the counter went backwards (the unit restarted and
+    its processes' times started again from zero).
+    """
+    dt = after.taken_at - before.taken_at
+    used = after.cpu_seconds - before.cpu_seconds
+    if dt <= 0 or used < 0:
+        return None
+    return 100.0 * used / dt
+
+
+def average_cpu_percent(sample: UnitSample, running_for: float) -> float | None:
+    """Return CPU use averaged over the unit's run time, in % of one core, or None."""
+    if running_for <= 0:
+        return None
+    return 100.0 * sample.cpu_seconds / running_for
+
+
+def sample_system() -> SystemSample:
+    """Sample host-wide load, CPU (since boot), memory and swap."""
+    import psutil
+
+    times = psutil.cpu_times()
+    total = sum(times) or 1.0
+    vm = psutil.virtual_memory()
+    sw = psutil.swap_memory()
+    return SystemSample(
+        hostname=os.uname().nodename,
+        uptime=max(0.0, time.time() - psutil.boot_time()),
+        load=os.getloadavg(),
+        cpus=psutil.cpu_count() or 1,
+        cpu_user=100.0 * (times.user + times.nice) / total,
+        cpu_system=100.0 * times.system / total,
+        cpu_iowait=100.0 * getattr(times, "iowait", 0.0) / total,
+        memory_total=vm.total,
+        memory_used=vm.total - vm.available,
+        swap_total=sw.total,
+        swap_used=sw.used,
+    )

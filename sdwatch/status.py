@@ -1,0 +1,278 @@
+"""The one status snapshot producer, shared by ``status``, ``summary`` and ``--json``.
+
+``collect`` asks systemd and the cgroups; the renderers are pure functions of a Snapshot.
+JSON schema: docs/status-json.md (``"schema": "sdwatch.status/1"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from sdwatch import __version__
+from sdwatch.config import Config, ProbeConfig
+from sdwatch.quantities import format_duration, format_size
+from sdwatch.resources import SystemSample, UnitSample, average_cpu_percent
+from sdwatch.states import Health, health_from_systemd, unit_name_problem
+
+SCHEMA = "sdwatch.status/1"
+
+
+@dataclass(frozen=True)
+class ProbeStatus:
+    """A configured probe as status shows it."""
+
+    name: str
+    kind: str
+    target: str
+    interval: float
+    timeout: float
+    failures: int
+
+
+@dataclass(frozen=True)
+class UnitStatus:
+    """Everything status shows about one unit.  Sizes in bytes, times in seconds."""
+
+    name: str
+    description: str
+    health: Health
+    load_state: str
+    active_state: str
+    sub_state: str
+    result: str
+    unit_file_state: str
+    main_pid: int
+    uptime: float | None
+    restarts_systemd: int
+    processes: int
+    children: int
+    tasks: int | None
+    memory: int | None
+    rss: int | None
+    cpu_percent: float | None
+    cpu_seconds: float | None
+    cpu_window: str  # what cpu_percent is averaged over
+    fds: int | None
+    configured: bool
+    probes: tuple[ProbeStatus, ...] = ()
+    problem: str = ""  # why the unit is not healthy, in a few words
+    collected_at: float = 0.0  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A whole status report."""
+
+    generated_at: float
+    system: SystemSample
+    units: tuple[UnitStatus, ...]
+    config_files: tuple[str, ...] = ()
+    selection: str = ""  # how units were chosen, for the reader
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def healthy(self) -> bool:
+        """True when every shown unit is healthy or starting."""
+        return all(u.health.ok for u in self.units)
+
+
+def select_units(sd: Any, config: Config, names: Sequence[str], all_units: bool) -> tuple[
+        list[str], str]:
+    """Return the unit names to show and a phrase saying how they were chosen."""
+    if names:
+        return list(dict.fromkeys(names)), "units named on the command line"
+    if all_units:
+        return [u.name for u in sd.list_units()], "all loaded services"
+    if not config.zero_config:
+        return list(config.units), "configured units"
+    return ([u.name for u in sd.list_units(states=("active", "failed"))],
+            "active or failed services (no configuration)")
+
+
+def collect(sd: Any, config: Config, names: Sequence[str] = (), all_units: bool = False,
+            ) -> Snapshot:
+    """Ask systemd about the selected units and sample their cgroups; return a Snapshot."""
+    from sdwatch import resources
+    from sdwatch.systemd import UnitError
+
+    chosen, how = select_units(sd, config, names, all_units)
+    units = []
+    for name in chosen:
+        problem = unit_name_problem(name)
+        try:
+            if problem:
+                raise UnitError(problem)
+            info = sd.unit_info(name)
+        except UnitError as exc:
+            units.append(_missing(name, str(exc), name in config.units))
+            continue
+        sample = None
+        if info.control_group and info.active_state in ("active", "reloading", "deactivating",
+                                                        "activating"):
+            sample = resources.sample_unit(info.control_group, info.main_pid, info.cpu_usage_nsec,
+                                           info.memory_current)
+        units.append(_unit_status(info, sample, config))
+    return Snapshot(generated_at=time.time(), system=resources.sample_system(),
+                    units=tuple(units), config_files=config.files, selection=how)
+
+
+def _probe_target(probe: ProbeConfig) -> str:
+    from sdwatch.probes import REGISTRY
+
+    kind = REGISTRY.get(probe.kind)
+    return str(getattr(probe.spec, kind.target, "")) if kind else ""
+
+
+def _unit_status(info: Any, sample: UnitSample | None, config: Config) -> UnitStatus:
+    now = time.time()
+    health = health_from_systemd(info.load_state, info.active_state)
+    uptime = None
+    if info.active_state == "active" and info.active_enter_timestamp:
+        uptime = max(0.0, now - info.active_enter_timestamp / 1e6)
+    cpu_pct = cpu_window = None
+    if sample is not None and uptime is not None:
+        since = info.exec_main_start_timestamp or info.active_enter_timestamp
+        cpu_pct = average_cpu_percent(sample, now - since / 1e6)
+        cpu_window = "average since start"
+    unit_cfg = config.units.get(info.id)
+    probes = tuple(ProbeStatus(p.name, p.kind, _probe_target(p), p.interval, p.timeout,
+                               p.failures) for p in (unit_cfg.probes if unit_cfg else ()))
+    problem = ""
+    if health is Health.FAILED:
+        problem = f"failed (result: {info.result})" if info.result else "failed"
+    elif health is Health.STOPPED:
+        problem = "not running"
+    return UnitStatus(
+        name=info.id, description=info.description, health=health, load_state=info.load_state,
+        active_state=info.active_state, sub_state=info.sub_state, result=info.result,
+        unit_file_state=info.unit_file_state, main_pid=info.main_pid, uptime=uptime,
+        restarts_systemd=info.n_restarts,
+        processes=len(sample.pids) if sample else 0,
+        children=sample.children if sample else 0,
+        tasks=sample.tasks if sample else info.tasks_current,
+        memory=sample.memory if sample else None,
+        rss=sample.rss if sample else None,
+        cpu_percent=cpu_pct, cpu_seconds=sample.cpu_seconds if sample else None,
+        cpu_window=cpu_window or "", fds=sample.fds if sample else None,
+        configured=unit_cfg is not None, probes=probes, problem=problem, collected_at=now)
+
+
+def _missing(name: str, why: str, configured: bool) -> UnitStatus:
+    return UnitStatus(
+        name=name, description="", health=Health.MISSING, load_state="not-found",
+        active_state="inactive", sub_state="dead", result="", unit_file_state="", main_pid=0,
+        uptime=None, restarts_systemd=0, processes=0, children=0, tasks=None, memory=None,
+        rss=None, cpu_percent=None, cpu_seconds=None, cpu_window="", fds=None,
+        configured=configured, problem=why, collected_at=time.time())
+
+
+# -- renderers ------------------------------------------------------------------------------------
+
+_W = 30  # label column width, as monit's
+
+
+def _line(label: str, value: str) -> str:
+    return f"  {label:<{_W}}{value}"
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S", time.localtime(ts))
+
+
+def render_text(snap: Snapshot) -> str:
+    """Return the monit-like text report."""
+    s = snap.system
+    mem_pct = 100.0 * s.memory_used / s.memory_total if s.memory_total else 0.0
+    swap_pct = 100.0 * s.swap_used / s.swap_total if s.swap_total else 0.0
+    out = [f"sdwatch {__version__}: {len(snap.units)} {_plural(len(snap.units), 'unit')} "
+           f"({snap.selection}) on {s.hostname}", "",
+           f"System '{s.hostname}'",
+           _line("uptime", format_duration(s.uptime)),
+           _line("load average", "[{:.2f}] [{:.2f}] [{:.2f}]".format(*s.load)),
+           _line("cpu (since boot)", f"{s.cpu_user:.1f}%usr {s.cpu_system:.1f}%sys "
+                                     f"{s.cpu_iowait:.1f}%iowait, {s.cpus} cores"),
+           _line("memory usage", f"{format_size(s.memory_used)} of {format_size(s.memory_total)}"
+                                 f" [{mem_pct:.1f}%]"),
+           _line("swap usage", f"{format_size(s.swap_used)} of {format_size(s.swap_total)} "
+                               f"[{swap_pct:.1f}%]"),
+           _line("data collected", _when(snap.generated_at))]
+    for u in snap.units:
+        out += ["", *_unit_block(u)]
+    return "\n".join(out) + "\n"
+
+
+def _unit_block(u: UnitStatus) -> list[str]:
+    kind = u.name.rsplit(".", 1)[-1].capitalize()
+    lines = [f"{kind} '{u.name}'",
+             _line("status", u.health.value + (f" - {u.problem}" if u.problem else "")),
+             _line("systemd state", f"{u.active_state} ({u.sub_state})" +
+                   (f", result {u.result}" if u.result and u.result != "success" else ""))]
+    if u.description and u.description != u.name:
+        lines.append(_line("description", u.description))
+    if u.unit_file_state:
+        lines.append(_line("unit file", u.unit_file_state))
+    if u.main_pid:
+        lines.append(_line("main pid", str(u.main_pid)))
+    if u.uptime is not None:
+        lines.append(_line("uptime", format_duration(u.uptime)))
+    if u.health is not Health.MISSING:
+        lines.append(_line("restarts", f"{u.restarts_systemd} by systemd"))
+    if u.processes:
+        lines.append(_line("tasks", f"{u.tasks} ({u.processes} "
+                                    f"{_plural(u.processes, 'process', 'processes')}, "
+                                    f"{u.children} {_plural(u.children, 'child', 'children')})"))
+    if u.memory is not None:
+        lines.append(_line("memory (cgroup)", format_size(u.memory) +
+                           (f" (rss {format_size(u.rss)})" if u.rss is not None else "")))
+    if u.cpu_percent is not None:
+        lines.append(_line("cpu", f"{u.cpu_percent:.1f}% {u.cpu_window} "
+                                  f"({u.cpu_seconds:.2f}s total)"))
+    if u.fds is not None:
+        lines.append(_line("open files", str(u.fds)))
+    for p in u.probes:
+        lines.append(_line(f"probe {p.name}", f"{p.kind} {p.target} every "
+                                              f"{format_duration(p.interval)}, timeout "
+                                              f"{format_duration(p.timeout)}"))
+    lines.append(_line("data collected", _when(u.collected_at)))
+    return lines
+
+
+def render_summary(snap: Snapshot) -> str:
+    """Return one line per unit: name, health, systemd state, memory, cpu."""
+    width = max([len(u.name) for u in snap.units] + [10])
+    out = [f"{'Unit':<{width}}  {'Health':<9} {'State':<22} {'Memory':>10} {'CPU':>6} {'Up':>8}"]
+    for u in snap.units:
+        state = f"{u.active_state} ({u.sub_state})"
+        mem = format_size(u.memory) if u.memory is not None else "-"
+        cpu = f"{u.cpu_percent:.1f}%" if u.cpu_percent is not None else "-"
+        up = format_duration(u.uptime) if u.uptime is not None else "-"
+        out.append(f"{u.name:<{width}}  {u.health.value:<9} {state:<22} {mem:>10} {cpu:>6} {up:>8}")
+    return "\n".join(out) + "\n"
+
+
+def to_json(snap: Snapshot) -> dict[str, Any]:
+    """Return the documented JSON form of a snapshot."""
+    return {
+        "schema": SCHEMA,
+        "version": __version__,
+        "generated_at": snap.generated_at,
+        "selection": snap.selection,
+        "config_files": list(snap.config_files),
+        "healthy": snap.healthy,
+        "system": dataclasses.asdict(snap.system),
+        "units": [_unit_json(u) for u in snap.units],
+    }
+
+
+def _unit_json(u: UnitStatus) -> dict[str, Any]:
+    d = dataclasses.asdict(u)
+    d["health"] = u.health.value
+    d["probes"] = [dataclasses.asdict(p) for p in u.probes]
+    return d
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return one if n == 1 else (many or one + "s")
