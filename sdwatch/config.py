@@ -59,6 +59,7 @@ class Settings:
     interval: Duration = Duration(10.0)  # how often probes and resource checks run
     timeout: Duration = Duration(5.0)  # how long one probe may take
     failures: int = 3  # consecutive failed cycles before acting
+    grace: Duration = Duration(30.0)  # startup grace after every (re)start of a unit
     state_dir: str = "/var/lib/sdwatch"
     runtime_dir: str = "/run/sdwatch"
 
@@ -76,8 +77,11 @@ class ProbeConfig:
     name: str
     interval: float
     timeout: float
-    failures: int
+    failures: int  # failed attempts among the last ``window`` that make the probe fail
     spec: Any
+    window: int = 0  # "failures of the last window"; equal to failures means consecutive
+    recover: int = 1  # consecutive successes that make a failing probe pass again
+    startup: bool = False  # passing ends the unit's startup grace early
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,9 @@ class UnitConfig:
     children: Limit | None = None
     restart_limit: RestartLimit = RestartLimit()
     action: Action = Action.RESTART  # what failing probes lead to
+    grace: float = 30.0  # no verdicts for this long after every (re)start
+    keep_running: bool = False  # start the unit when it is found stopped (deliberate stops too)
+    kill_first: bool = False  # SIGKILL the whole cgroup before a restart (ExecStop hangs)
 
 
 @dataclass(frozen=True)
@@ -150,9 +157,13 @@ class _UnitTable:
     children: Limit | None = None
     restart_limit: RestartLimit = RestartLimit()
     action: Action = Action.RESTART
+    grace: Duration | None = None
+    keep_running: bool = False
+    kill_first: bool = False
 
 
-_COMMON_PROBE_KEYS = ("kind", "name", "interval", "timeout", "failures")
+_COMMON_PROBE_KEYS = ("kind", "name", "interval", "timeout", "failures", "window", "recover",
+                      "startup")
 
 
 def config_paths(path: str | None = None) -> list[str]:
@@ -243,7 +254,9 @@ def _build_unit(name: str, table: Any, settings: Settings) -> UnitConfig:
     limits = {r: _read_limit(r, getattr(raw, r), join(key, r))
               for r in ("cpu", "memory", "tasks", "fds", "children")}
     return UnitConfig(name=name, probes=probes, restart_limit=raw.restart_limit,
-                      action=raw.action, **limits)
+                      action=raw.action, keep_running=raw.keep_running,
+                      kill_first=raw.kill_first,
+                      grace=raw.grace if raw.grace is not None else settings.grace, **limits)
 
 
 def _build_probe(data: Any, key: str, settings: Settings) -> ProbeConfig:
@@ -266,8 +279,13 @@ def _build_probe(data: Any, key: str, settings: Settings) -> ProbeConfig:
     if timeout > interval:
         raise SpecError(join(key, "timeout"), f"timeout ({timeout:g}s) is longer than the "
                         f"interval ({interval:g}s)")
+    failures = common.failures or settings.failures
+    window = common.window or failures
+    if window < failures:
+        raise SpecError(join(key, "window"), f"must be at least failures ({failures})")
     return ProbeConfig(kind=kind, name=common.name or kind, interval=interval, timeout=timeout,
-                       failures=common.failures or settings.failures, spec=spec)
+                       failures=failures, window=window, recover=common.recover,
+                       startup=common.startup, spec=spec)
 
 
 @dataclass(frozen=True)
@@ -277,8 +295,14 @@ class _ProbeCommon:
     interval: Duration | None = None
     timeout: Duration | None = None
     failures: int | None = None
+    window: int | None = None
+    recover: int = 1
+    startup: bool = False
 
     def __post_init__(self) -> None:
+        _at_least_one("recover", self.recover)
+        if self.window is not None and self.window < (self.failures or 1):
+            raise SpecError("window", f"must be at least failures ({self.failures or 1})")
         if self.interval is not None:
             _positive("interval", self.interval)
         if self.timeout is not None:

@@ -9,6 +9,7 @@ by raising :class:`SpecError` (naming the key) or ValueError (about the table as
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import enum
 import types
@@ -85,6 +86,12 @@ def convert(hint: Any, value: object, key: str) -> Any:
             except SpecError as exc:
                 errors.append(exc.message)
         raise SpecError(key, errors[0] if len(errors) == 1 else "; or ".join(errors))
+    if hint is Any:
+        return value
+    if origin in (dict, Mapping, collections.abc.Mapping):
+        if not isinstance(value, Mapping):
+            raise SpecError(key, f"expected a table, got {_describe(value)}")
+        return dict(value)
     if origin is tuple:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = [value]  # a single value stands for a list of one
