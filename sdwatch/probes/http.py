@@ -1,0 +1,266 @@
+"""http: one HTTP/1.1 request (GET or HEAD, Connection: close) on asyncio streams.
+
+URLs: ``http://host[:port]/path``, ``https://…``, and ``http+unix:///run/puma/puma.sock/up``
+where the socket is the longest prefix of the path that exists and is a socket (the rest is
+the request path), or the explicit form ``http+unix://%2Frun%2Fpuma%2Fpuma.sock/up``.
+Redirects are not followed: a 3xx is judged by ``status``.  The body is read only when
+``body`` is set, and then only its first ``body_bytes``; headers are capped at 64 KiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+import ssl
+import stat
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, NamedTuple, Optional
+
+from sdwatch import __version__
+from sdwatch.probes import net
+from sdwatch.probes.base import CheckFailed, ConnectError, Metric, ProtocolError, stage
+from sdwatch.probes.http_parse import (
+    StatusLine,
+    cert_not_after,
+    describe_ranges,
+    parse_chunk_size,
+    parse_headers,
+    parse_status_line,
+    parse_status_ranges,
+)
+from sdwatch.quantities import Duration, Size, format_duration
+from sdwatch.schema import SpecError
+
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class Target(NamedTuple):
+    """Where to connect and what to send: address (None for http+unix, resolved at probe time),
+    unix path candidates, TLS, Host header, request path."""
+
+    address: net.Address | None
+    unix_path: str | None
+    tls: bool
+    host: str
+    path: str
+
+
+def parse_url(url: str) -> Target:
+    """Given an http, https or http+unix URL, return its Target; raise ValueError."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if scheme == "http+unix":
+        if parts.netloc:  # %2F-encoded socket path
+            sock = urllib.parse.unquote(parts.netloc)
+            if not sock.startswith("/"):
+                raise ValueError(f"socket path in {url!r} must be absolute (%2Frun%2F…)")
+            return Target(None, sock, False, "localhost", path)
+        if not parts.path.startswith("/"):
+            raise ValueError(f"{url!r} needs a socket path: http+unix:///run/app.sock/path")
+        return Target(None, None, False, "localhost", path)
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported URL scheme in {url!r} (http, https, http+unix)")
+    try:
+        hostname, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid URL {url!r}: {exc}") from None
+    if not hostname:
+        raise ValueError(f"URL {url!r} has no host")
+    default = 443 if scheme == "https" else 80
+    address = net.Address(hostname, port or default)
+    host = str(address) if port and port != default else (
+        f"[{hostname}]" if ":" in hostname else hostname)
+    return Target(address, None, scheme == "https", host, path)
+
+
+def find_socket(path: str) -> tuple[str, str]:
+    """Given "/run/puma/puma.sock/up", return ("/run/puma/puma.sock", "/up"): the longest
+    prefix that is a socket, and the rest as request path; raise ConnectError if none is."""
+    parts = path.split("/")
+    for i in range(len(parts), 1, -1):
+        candidate = "/".join(parts[:i])
+        try:
+            if stat.S_ISSOCK(os.stat(candidate).st_mode):
+                return candidate, "/" + "/".join(parts[i:])
+        except OSError:
+            continue
+    raise ConnectError(f"no unix socket on the path {path}")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """See docs/probes.md.  headers: ("Name: regex", ...) each searched in that header."""
+
+    url: str
+    method: Literal["GET", "HEAD"] = "GET"
+    status: str = "200-399"
+    body: Optional[str] = None
+    body_bytes: Size = Size(64 * 1024)
+    headers: tuple[str, ...] = ()
+    host: Optional[str] = None
+    tls_verify: bool = True
+    cert_expiry: Optional[Duration] = None
+    ranges: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            target = parse_url(self.url)
+        except ValueError as exc:
+            raise SpecError("url", str(exc)) from None
+        try:
+            object.__setattr__(self, "ranges", parse_status_ranges(self.status))
+        except ValueError as exc:
+            raise SpecError("status", str(exc)) from None
+        if self.body is not None:
+            if self.method == "HEAD":
+                raise SpecError("body", "a HEAD response has no body; use GET")
+            _compile("body", self.body)
+        for i, item in enumerate(self.headers):
+            name, sep, pattern = item.partition(":")
+            if not sep or not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name.strip()):
+                raise SpecError(f"headers[{i}]", f"expected 'Name: regex', got {item!r}")
+            _compile(f"headers[{i}]", pattern.strip())
+        if self.cert_expiry is not None and not target.tls:
+            raise SpecError("cert_expiry", "needs an https:// URL")
+
+
+def _compile(key: str, pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise SpecError(key, f"invalid regex {pattern!r}: {exc}") from None
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def probe(spec: Spec) -> Mapping[str, Metric]:
+    """Given a Spec, make one request; return metrics (status, version, bytes,
+    cert_days_left); raise ConnectError, ProtocolError or CheckFailed."""
+    target = parse_url(spec.url)
+    address, path = target.address, target.path
+    if address is None:
+        sock, path = (target.unix_path, path) if target.unix_path else find_socket(target.path)
+        address = net.Address(sock)
+    host = spec.host or target.host
+    request = (f"{spec.method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+               f"User-Agent: sdwatch/{__version__}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+    tls = _tls_context(spec.tls_verify) if target.tls else None
+    async with net.connect(address, limit=MAX_HEADER_BYTES, tls=tls,
+                           server_hostname=host.split(":")[0].strip("[]") if tls else None
+                           ) as (reader, writer):
+        metrics: dict[str, Metric] = {}
+        if tls:
+            metrics["cert_days_left"] = _cert_days_left(writer)
+        writer.write(request.encode("latin-1"))
+        stage("reading status line")
+        status, headers = await _read_head(reader)
+        metrics.update(status=status.code, version=status.version)
+        if not any(low <= status.code <= high for low, high in spec.ranges):
+            raise CheckFailed(f"HTTP {status.code} (expected {describe_ranges(spec.ranges)})",
+                              metrics)
+        _check_headers(spec.headers, headers, metrics)
+        if spec.body is not None:
+            stage("reading body")
+            data = await _read_body(reader, headers, status.code, spec.body_bytes)
+            metrics["bytes"] = len(data)
+            text = data.decode("utf-8", "replace")
+            if not re.search(spec.body, text):
+                raise CheckFailed(f"body /{spec.body}/ not found in {len(data)} bytes", metrics)
+    if spec.cert_expiry is not None:
+        left = float(metrics["cert_days_left"]) * 86400
+        if left < spec.cert_expiry:
+            raise CheckFailed(f"certificate expires in {format_duration(max(left, 0))} "
+                              f"(threshold {format_duration(spec.cert_expiry)})", metrics)
+    return metrics
+
+
+def _cert_days_left(writer: asyncio.StreamWriter) -> float:
+    ssl_object = writer.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+    if not der:
+        raise ProtocolError("server sent no certificate")
+    try:
+        not_after = cert_not_after(der)
+    except ValueError as exc:
+        raise ProtocolError(f"cannot read the certificate: {exc}") from None
+    return round((not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400, 2)
+
+
+async def _readline(reader: asyncio.StreamReader, what: str) -> bytes:
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.LimitOverrunError:
+        raise ProtocolError(f"{what} exceeds {MAX_HEADER_BYTES} bytes") from None
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError(f"connection closed in {what}" + (
+            f" after {exc.partial[:40]!r}" if exc.partial else "")) from None
+    except ConnectionError as exc:
+        raise ProtocolError(f"connection lost in {what}: {exc.strerror or exc}") from None
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[StatusLine, list[tuple[str, str]]]:
+    """Read the status line and headers, skipping interim 1xx responses."""
+    while True:
+        status = parse_status_line(await _readline(reader, "status line"))
+        stage("reading headers")
+        block, total = b"", 0
+        while (line := await _readline(reader, "headers")) not in (b"\r\n", b"\n"):
+            block, total = block + line, total + len(line)
+            if total > MAX_HEADER_BYTES:
+                raise ProtocolError(f"headers exceed {MAX_HEADER_BYTES} bytes")
+        if not 100 <= status.code < 200 or status.code == 101:
+            return status, parse_headers(block)
+
+
+def _check_headers(wanted: tuple[str, ...], headers: list[tuple[str, str]],
+                   metrics: Mapping[str, Metric]) -> None:
+    for item in wanted:
+        name, _, pattern = item.partition(":")
+        name, pattern = name.strip().lower(), pattern.strip()
+        values = [v for n, v in headers if n == name]
+        if not values:
+            raise CheckFailed(f"no {name} header", metrics)
+        if not any(re.search(pattern, v) for v in values):
+            raise CheckFailed(f"header {name}: {values[0][:60]!r} does not match /{pattern}/",
+                              metrics)
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: list[tuple[str, str]],
+                     code: int, cap: int) -> bytes:
+    """Return the first ``cap`` bytes of the body, framed by chunked, Content-Length or EOF."""
+    if code in (204, 304):
+        return b""
+    fields = dict(headers)
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        data = b""
+        while len(data) < cap:
+            size = parse_chunk_size(await _readline(reader, "chunk size"))
+            if size == 0:
+                break
+            take = min(size, cap - len(data))
+            data += await net.read_exactly(reader, take, "in a chunk")
+            if take == size:
+                await net.read_exactly(reader, 2, "after a chunk")
+        return data
+    if "content-length" in fields:
+        length = fields["content-length"].strip()
+        if not length.isdigit():
+            raise ProtocolError(f"bad Content-Length {length[:20]!r}")
+        return await net.read_exactly(reader, min(int(length), cap), "in the body")
+    data = b""
+    while len(data) < cap:
+        chunk = await reader.read(cap - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data

@@ -1,0 +1,190 @@
+"""memcached: binary-protocol NOOP liveness, or the text ``stats`` command with limits.
+
+Liveness (default) sends a 24-byte binary NOOP request and checks the 24-byte response
+header (magic 0x81, opcode NOOP, status 0, our opaque).  With ``stats = true`` or any
+``stats_max``/``stats_min`` limit it sends the text command ``stats`` instead and reports
+every numeric field as a metric; a limit "curr_connections=900" fails the check when the
+field is above (max) or below (min) the number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import struct
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple, Optional
+
+from sdwatch.probes import net
+from sdwatch.probes.base import CheckFailed, Metric, ProtocolError, stage
+from sdwatch.schema import SpecError
+
+# magic, opcode, key length, extras length, data type, status, body length, opaque, cas
+HEADER = struct.Struct(">BBHBBHIIQ")
+REQUEST_MAGIC, RESPONSE_MAGIC, OP_NOOP = 0x80, 0x81, 0x0A
+MAX_STATS_BYTES = 64 * 1024
+
+
+class Header(NamedTuple):
+    """A binary-protocol header (request or response)."""
+
+    magic: int
+    opcode: int
+    key_length: int
+    extras_length: int
+    data_type: int
+    status: int  # vbucket id in requests
+    body_length: int
+    opaque: int
+    cas: int
+
+
+def encode_header(h: Header) -> bytes:
+    """Given a Header, return its 24 bytes."""
+    return HEADER.pack(*h)
+
+
+def parse_header(data: bytes) -> Header:
+    """Given 24 bytes, return the Header; raise ProtocolError unless it is a response header."""
+    if len(data) != HEADER.size:
+        raise ProtocolError(f"binary header must be 24 bytes, got {len(data)}")
+    header = Header(*HEADER.unpack(data))
+    if header.magic != RESPONSE_MAGIC:
+        raise ProtocolError(f"not a memcached binary response (magic 0x{header.magic:02x}): "
+                            f"{data[:16]!r}")
+    return header
+
+
+def parse_limits(items: tuple[str, ...]) -> dict[str, float]:
+    """Given ("curr_connections=900", ...), return {name: number}; raise ValueError."""
+    limits: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not name.replace("_", "").isalnum():
+            raise ValueError(f"expected FIELD=NUMBER such as curr_connections=900, got {item!r}")
+        try:
+            limits[name] = float(value)
+        except ValueError:
+            raise ValueError(f"{item!r}: {value!r} is not a number") from None
+    return limits
+
+
+def parse_stats(data: bytes) -> dict[str, Metric]:
+    """Given the reply to ``stats`` up to and including "END\\r\\n", return the fields.
+
+    Values become int or float when they are plain decimal numbers, else str.  Raise
+    ProtocolError on an error reply or any line that is not "STAT name value".
+    """
+    if not data.endswith(b"END\r\n") or (data != b"END\r\n" and not data.endswith(b"\r\nEND\r\n")):
+        raise ProtocolError(f"stats reply does not end with END: {data[-40:]!r}")
+    stats: dict[str, Metric] = {}
+    for raw in data[:-5].split(b"\r\n")[:-1]:
+        parts = raw.split(b" ", 2)
+        if len(parts) != 3 or parts[0] != b"STAT" or not parts[1]:
+            raise ProtocolError(f"unexpected stats line {raw[:80]!r}")
+        try:
+            name, text = parts[1].decode("ascii"), parts[2].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"undecodable stats line {raw[:80]!r}") from None
+        stats[name] = _number(text)
+    return stats
+
+
+def _number(text: str) -> Metric:
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return text
+
+
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?[0-9]*\.[0-9]+")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """address: "host:port", "[::1]:port" or "unix:/path" (``socket`` = a unix path instead);
+    stats: use the text stats command; stats_max/stats_min: ("field=number", ...)."""
+
+    address: Optional[str] = None
+    socket: Optional[str] = None
+    stats: bool = False
+    stats_max: tuple[str, ...] = ()
+    stats_min: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.address is None) == (self.socket is None):
+            raise SpecError("address", "give exactly one of address or socket")
+        try:
+            net.parse_address(self.address or self.socket or "")
+        except ValueError as exc:
+            raise SpecError("address" if self.address else "socket", str(exc)) from None
+        for key in ("stats_max", "stats_min"):
+            try:
+                parse_limits(getattr(self, key))
+            except ValueError as exc:
+                raise SpecError(key, str(exc)) from None
+
+    @property
+    def target(self) -> net.Address:
+        return net.parse_address(self.address or f"unix:{self.socket}")
+
+
+async def probe(spec: Spec) -> Mapping[str, Metric]:
+    """Given a Spec, NOOP (or fetch stats and apply limits); return metrics; raise ProbeError."""
+    async with net.connect(spec.target, limit=MAX_STATS_BYTES) as (reader, writer):
+        if not (spec.stats or spec.stats_max or spec.stats_min):
+            return await _noop(reader, writer)
+        stage("waiting for stats")
+        writer.write(b"stats\r\n")
+        data = await _read_stats(reader)
+    stats = parse_stats(data)
+    metrics = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
+    metrics["version"] = str(stats.get("version", ""))
+    _check(stats, parse_limits(spec.stats_max), parse_limits(spec.stats_min), metrics)
+    return metrics
+
+
+async def _read_stats(reader: asyncio.StreamReader) -> bytes:
+    data = b""
+    while not data.endswith(b"\nEND\r\n") and data != b"END\r\n":
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise ProtocolError(f"stats line exceeds {MAX_STATS_BYTES} bytes") from None
+        except asyncio.IncompleteReadError as exc:
+            raise ProtocolError(f"connection closed during stats: {exc.partial[:60]!r}") from None
+        if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
+            raise ProtocolError(f"stats refused: {line.strip()[:80]!r}")
+        data += line
+        if len(data) > MAX_STATS_BYTES:
+            raise ProtocolError(f"stats reply exceeds {MAX_STATS_BYTES} bytes")
+    return data
+
+
+async def _noop(reader: asyncio.StreamReader,
+                writer: asyncio.StreamWriter) -> Mapping[str, Metric]:
+    opaque = int.from_bytes(os.urandom(4), "big")
+    writer.write(encode_header(Header(REQUEST_MAGIC, OP_NOOP, 0, 0, 0, 0, 0, opaque, 0)))
+    stage("waiting for NOOP reply")
+    header = parse_header(await net.read_exactly(reader, HEADER.size, "waiting for NOOP reply"))
+    if header.opcode != OP_NOOP or header.opaque != opaque:
+        raise ProtocolError(f"reply to NOOP has opcode 0x{header.opcode:02x}, "
+                            f"opaque {header.opaque} (sent {opaque})")
+    if header.status != 0:
+        raise CheckFailed(f"NOOP answered with status 0x{header.status:04x}")
+    return {"status": header.status}
+
+
+def _check(stats: Mapping[str, Metric], maxima: Mapping[str, float],
+           minima: Mapping[str, float], metrics: Mapping[str, Metric]) -> None:
+    for limits, worse, word in ((maxima, float.__gt__, "above"), (minima, float.__lt__, "below")):
+        for name, limit in limits.items():
+            value = stats.get(name)
+            if not isinstance(value, (int, float)):
+                raise CheckFailed(f"stats has no numeric field {name!r}", metrics)
+            if worse(float(value), limit):
+                raise CheckFailed(f"{name} {value:g} {word} {limit:g}", metrics)

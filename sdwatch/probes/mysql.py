@@ -1,0 +1,288 @@
+"""mysql: MySQL-protocol liveness (MariaDB, MySQL, Sphinx/Manticore SphinxQL).
+
+Default (no ``user``): read the server's initial handshake packet (protocol 10), parse the
+version and connection id, and close the socket without answering.  There is no polite way
+out before authentication (COM_QUIT is only valid after login), so the server logs an
+aborted connection.  MySQL counts such handshakes against ``max_connect_errors`` for remote
+TCP clients (never for loopback or unix sockets); probe remote servers with credentials.
+An error packet instead of a greeting ("Too many connections", "Host … is blocked") fails
+the check with the server's message.
+
+With ``user`` + ``password_file``: a real login, COM_PING and optional ``query`` through
+PyMySQL (Debian's 1.0.2 and PyPI's newer both work).  We connect the socket on the event
+loop and hand it to PyMySQL, which then runs in a thread of its own with socket timeouts
+set from the remaining deadline; on timeout the socket is shut down so the thread returns
+at once and is joined.  The password is read at probe time, never stored in the Spec, and
+scrubbed from any error text.  The password file must not be readable by group or others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import stat
+import struct
+from dataclasses import dataclass
+from typing import Any, Mapping, NamedTuple, Optional
+
+from sdwatch.probes import net
+from sdwatch.probes.base import (
+    CheckFailed,
+    CheckUnknown,
+    ConnectError,
+    Metric,
+    ProtocolError,
+    in_thread,
+    remaining,
+    stage,
+)
+from sdwatch.schema import SpecError
+
+MAX_GREETING = 16 * 1024  # real greetings are ~100 bytes; an HTTP or SSH reply reads as huge
+CLIENT_PLUGIN_AUTH, CLIENT_SECURE_CONNECTION = 0x80000, 0x8000
+
+
+class Greeting(NamedTuple):
+    """The fields of a protocol-10 handshake that matter for a health check."""
+
+    version: str
+    connection_id: int
+    capabilities: int = 0
+    charset: int = 0
+    status: int = 0
+    auth_plugin: str = ""
+
+
+def parse_packet_header(data: bytes) -> tuple[int, int]:
+    """Given 4 bytes, return (payload length, sequence id); raise ProtocolError."""
+    if len(data) != 4:
+        raise ProtocolError(f"packet header must be 4 bytes, got {len(data)}")
+    return int.from_bytes(data[:3], "little"), data[3]
+
+
+def parse_greeting(payload: bytes) -> Greeting:
+    """Given the first packet's payload, return the Greeting.
+
+    Raise CheckFailed for an error packet (0xff) with the server's code and message, and
+    ProtocolError for anything that is not a protocol-10 handshake.  Fields after the
+    connection id are optional: old servers and SphinxQL send fewer.
+    """
+    if payload[:1] == b"\xff":
+        code = int.from_bytes(payload[1:3], "little") if len(payload) >= 3 else 0
+        message = payload[3:]
+        if message[:1] == b"#" and len(message) >= 6:
+            message = message[6:]  # SQL state marker and state
+        text = message.decode("utf-8", "replace").strip()
+        raise CheckFailed(f"server refused: {text or 'no message'} (error {code})")
+    if payload[:1] != b"\x0a":
+        raise ProtocolError(f"not a MySQL protocol-10 greeting: {payload[:16]!r}")
+    end = payload.find(b"\x00", 1)
+    if end < 0 or len(payload) < end + 5:
+        raise ProtocolError("truncated MySQL greeting")
+    version = payload[1:end].decode("utf-8", "replace")
+    pos = end + 1
+    connection_id = int.from_bytes(payload[pos:pos + 4], "little")
+    pos += 4 + 8 + 1  # scramble part 1 and its filler
+    caps = int.from_bytes(payload[pos:pos + 2], "little") if len(payload) >= pos + 2 else 0
+    pos += 2
+    if len(payload) < pos + 16:
+        return Greeting(version, connection_id, caps)
+    charset, status = payload[pos], int.from_bytes(payload[pos + 1:pos + 3], "little")
+    caps |= int.from_bytes(payload[pos + 3:pos + 5], "little") << 16
+    scramble_len = payload[pos + 5]
+    pos += 16  # charset, status, caps high, scramble length, 10 reserved
+    plugin = ""
+    if caps & CLIENT_PLUGIN_AUTH:
+        pos += max(13, scramble_len - 8) if caps & CLIENT_SECURE_CONNECTION else 0
+        name_end = payload.find(b"\x00", pos)
+        plugin = payload[pos:name_end if name_end >= 0 else len(payload)].decode("ascii", "replace")
+    return Greeting(version, connection_id, caps, charset, status, plugin)
+
+
+def encode_greeting(g: Greeting, scramble: bytes = bytes(range(1, 21))) -> bytes:
+    """Given a Greeting, return a protocol-10 payload as a server sends it (20-byte scramble)."""
+    caps = g.capabilities
+    head = b"\x0a" + g.version.encode("utf-8") + b"\x00" + struct.pack("<I", g.connection_id)
+    tail = struct.pack("<BHHB", g.charset, g.status, caps >> 16 & 0xFFFF, len(scramble) + 1)
+    body = head + scramble[:8] + b"\x00" + struct.pack("<H", caps & 0xFFFF) + tail + bytes(10)
+    if caps & CLIENT_SECURE_CONNECTION:
+        body += scramble[8:] + b"\x00"
+    if caps & CLIENT_PLUGIN_AUTH:
+        body += g.auth_plugin.encode("ascii") + b"\x00"
+    return body
+
+
+def check_password_mode(path: str, mode: int) -> None:
+    """Given a password file's path and st_mode, return None if only its owner can read it;
+    raise ValueError naming the file and its mode otherwise."""
+    if mode & 0o044:
+        raise ValueError(f"password file {path} is readable by group or others "
+                         f"(mode {stat.S_IMODE(mode):04o}); chmod 600 {path}")
+
+
+def check_password_file(path: str) -> None:
+    """Given a path, return None if it is a file only its owner can read; raise ValueError."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ValueError(f"password file {path}: {exc.strerror}") from None
+    check_password_mode(path, mode)
+
+
+def read_password(path: str) -> str:
+    """Given a password file, return its first line; raise ValueError (mode, missing, empty)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            check_password_mode(path, os.fstat(f.fileno()).st_mode)
+            line = f.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"password file {path}: {exc.strerror}") from None
+    if not line:
+        raise ValueError(f"password file {path} is empty")
+    return line
+
+
+@dataclass(frozen=True)
+class Spec:
+    """address: "host[:port]" (port 3306) or "unix:/path"; socket: a unix path instead;
+    user + password_file: log in and COM_PING; query: run it and report its first value.
+    The password itself is never held here, so repr() cannot show it."""
+
+    address: Optional[str] = None
+    socket: Optional[str] = None
+    user: Optional[str] = None
+    password_file: Optional[str] = None
+    query: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if (self.address is None) == (self.socket is None):
+            raise SpecError("address", "give exactly one of address or socket")
+        try:
+            net.parse_address(self.address or f"unix:{self.socket}", default_port=3306)
+        except ValueError as exc:
+            raise SpecError("address" if self.address else "socket", str(exc)) from None
+        if (self.user is None) != (self.password_file is None):
+            raise SpecError("password_file" if self.user else "user",
+                            "user and password_file go together")
+        if self.query is not None and self.user is None:
+            raise SpecError("query", "needs user and password_file")
+
+    @property
+    def target(self) -> net.Address:
+        return net.parse_address(self.address or f"unix:{self.socket}", default_port=3306)
+
+
+async def probe(spec: Spec) -> Mapping[str, Metric]:
+    """Given a Spec, check the greeting (or log in); return metrics (version, connection_id,
+    query_result); raise ConnectError, ProtocolError or CheckFailed."""
+    if spec.user is not None:
+        return await _login(spec)
+    async with net.connect(spec.target) as (reader, _writer):
+        stage("reading greeting")
+        length, _seq = parse_packet_header(await net.read_exactly(reader, 4, "reading greeting"))
+        if not 0 < length <= MAX_GREETING:
+            raise ProtocolError(f"not a MySQL greeting (first packet claims {length} bytes)")
+        greeting = parse_greeting(await net.read_exactly(reader, length, "reading greeting"))
+    return {"version": greeting.version, "connection_id": greeting.connection_id}
+
+
+async def _connect_socket(address: net.Address) -> socket.socket:
+    """Connect a non-blocking socket on the loop (cancellable); raise ConnectError."""
+    loop = asyncio.get_running_loop()
+    stage(f"connecting to {address}")
+    if address.is_unix:
+        family, sockaddr = socket.AF_UNIX, address.host
+    else:
+        try:
+            ip = ipaddress.ip_address(address.host)
+            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            sockaddr = (address.host, address.port)
+        except ValueError:  # a name: resolve (in the loop's executor, as asyncio does)
+            try:
+                infos = await loop.getaddrinfo(address.host, address.port,
+                                               type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise ConnectError(f"cannot resolve {address.host}: {exc.strerror}") from None
+            family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, sockaddr)
+    except OSError as exc:
+        sock.close()
+        raise ConnectError(f"cannot connect to {address}: {net.describe_oserror(exc)}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _login(spec: Spec) -> Mapping[str, Metric]:
+    assert spec.password_file is not None
+    try:
+        password = read_password(spec.password_file)
+    except ValueError as exc:
+        raise CheckUnknown(str(exc)) from None
+    import pymysql  # deferred: only credentialed probes pay for it
+
+    sock = await _connect_socket(spec.target)
+    try:
+        budget = max(remaining(), 0.05) + 1.0  # backstop only; the runner's deadline is first
+        sock.setblocking(True)
+        sock.settimeout(budget)
+        conn = pymysql.connections.Connection(
+            user=spec.user, password=password, defer_connect=True,
+            connect_timeout=budget, read_timeout=budget, write_timeout=budget,
+        )
+
+        def work() -> tuple[str, int, Any]:
+            conn.connect(sock)
+            try:
+                conn.ping(reconnect=False)
+                row = None
+                if spec.query is not None:
+                    with conn.cursor() as cursor:
+                        cursor.execute(spec.query)
+                        row = cursor.fetchone()
+                return conn.get_server_info(), conn.thread_id(), row
+            finally:
+                try:
+                    conn.close()  # COM_QUIT: a polite goodbye
+                except Exception:  # noqa: BLE001 - the socket may already be gone
+                    pass
+
+        def interrupt() -> None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        stage("logging in")
+        try:
+            version, thread_id, row = await in_thread(work, interrupt)
+        except pymysql.MySQLError as exc:
+            raise _mysql_error(exc, password) from None
+        except OSError as exc:
+            raise ProtocolError(_scrub(f"connection lost: {exc}", password)) from None
+    finally:
+        sock.close()
+    metrics: dict[str, Metric] = {"version": version, "connection_id": thread_id}
+    if row:
+        value = row[0]
+        metrics["query_result"] = value if isinstance(value, (int, float, str)) else str(value)
+    return metrics
+
+
+def _scrub(text: str, password: str) -> str:
+    return text.replace(password, "***") if password else text
+
+
+def _mysql_error(exc: Exception, password: str) -> Exception:
+    args = exc.args
+    code = args[0] if args and isinstance(args[0], int) else 0
+    message = _scrub(str(args[1] if len(args) > 1 else args[0] if args else exc), password)
+    if code in (2003, 2006, 2013):  # can't connect, gone away, lost connection
+        return ProtocolError(f"{message} (error {code})")
+    return CheckFailed(f"{message} (error {code})" if code else f"{type(exc).__name__}: {message}")
