@@ -79,13 +79,15 @@ def convert(hint: Any, value: object, key: str) -> Any:
         options = [a for a in args if a is not type(None)]
         if value is None and len(options) < len(args):
             return None
-        errors = []
+        errors: list[SpecError] = []
         for option in options:
             try:
                 return convert(option, value, key)
             except SpecError as exc:
-                errors.append(exc.message)
-        raise SpecError(key, errors[0] if len(errors) == 1 else "; or ".join(errors))
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]  # keeps the deeper key, e.g. cpu.for
+        raise SpecError(key, "; or ".join(e.message for e in errors))
     if hint is Any:
         return value
     if origin in (dict, Mapping, collections.abc.Mapping):

@@ -1,0 +1,55 @@
+"""The command line as a user runs it: a real subprocess, exit codes and messages."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+from conftest import systemd_is_pid1
+
+DATA = pathlib.Path(__file__).parent / "testdata" / "config"
+
+
+def sdwatch(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "sdwatch", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_validate_good_config_exits_0() -> None:
+    r = sdwatch("validate", "--config", str(DATA / "good" / "full.toml"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("configuration ok: 2 units, 1 probes")
+
+
+def test_validate_bad_config_exits_2_with_file_and_key() -> None:
+    bad = DATA / "bad" / "probe_bad_timeout.toml"
+    r = sdwatch("validate", "--config", str(bad))
+    assert r.returncode == 2
+    assert r.stderr.startswith(f'{bad}: unit."memcached.service".probe[0].timeout: invalid')
+    assert "Traceback" not in r.stderr
+
+
+def test_status_with_bad_config_exits_2() -> None:
+    r = sdwatch("status", "--config", str(DATA / "bad" / "syntax_error.toml"))
+    assert r.returncode == 2 and "TOML syntax error" in r.stderr
+
+
+def test_status_without_reachable_systemd_exits_4_with_one_line() -> None:
+    r = sdwatch("status", env={"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"})
+    assert r.returncode == 4
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    if systemd_is_pid1():
+        assert "cannot reach systemd over the system bus at unix:path=/nonexistent/bus" in lines[0]
+    else:
+        assert "systemd is not PID 1 here" in lines[0]
+
+
+def test_summary_and_json_also_exit_4_when_unreachable() -> None:
+    env = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
+    assert sdwatch("summary", env=env).returncode == 4
+    assert sdwatch("status", "--json", env=env).returncode == 4

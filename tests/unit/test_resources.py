@@ -1,0 +1,126 @@
+"""Cgroup walking and sampling math, on a cgroupfs-shaped directory tree of our own."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from sdwatch import resources
+from sdwatch.resources import UnitSample, average_cpu_percent, cpu_percent
+
+
+def _procs(path: pathlib.Path, *pids: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "cgroup.procs").write_text("".join(f"{p}\n" for p in pids))
+
+
+@pytest.fixture
+def hybrid(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    monkeypatch.setattr(resources, "CGROUP_ROOT", str(tmp_path))
+    _procs(tmp_path / "unified")
+    return tmp_path
+
+
+@pytest.fixture
+def v2(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    monkeypatch.setattr(resources, "CGROUP_ROOT", str(tmp_path))
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    return tmp_path
+
+
+def test_cgroup_pids_walks_sub_cgroups_on_hybrid(hybrid: pathlib.Path) -> None:
+    unit = hybrid / "unified" / "system.slice" / "app.service"
+    _procs(unit, 10, 11)
+    _procs(unit / "worker", 12)
+    _procs(unit / "worker" / "deeper", 13)
+    _procs(hybrid / "unified" / "system.slice" / "other.service", 99)
+    assert sorted(resources.cgroup_pids("/system.slice/app.service")) == [10, 11, 12, 13]
+
+
+def test_cgroup_pids_drops_foreign_namespace_zeros_on_v2(v2: pathlib.Path) -> None:
+    _procs(v2 / "system.slice" / "app.service", 0, 42, 0)
+    assert resources.cgroup_pids("/system.slice/app.service") == [42]
+
+
+def test_cgroup_pids_of_missing_or_empty_cgroup(v2: pathlib.Path) -> None:
+    assert resources.cgroup_pids("") == []
+    assert resources.cgroup_pids("/system.slice/gone.service") == []
+
+
+def test_cgroup_memory_reads_v1_controller_on_hybrid(hybrid: pathlib.Path) -> None:
+    mem = hybrid / "memory" / "system.slice" / "app.service"
+    mem.mkdir(parents=True)
+    (mem / "memory.usage_in_bytes").write_text("123456\n")
+    assert resources.cgroup_memory("/system.slice/app.service") == 123456
+
+
+def test_cgroup_memory_reads_memory_current_on_v2(v2: pathlib.Path) -> None:
+    unit = v2 / "system.slice" / "app.service"
+    unit.mkdir(parents=True)
+    (unit / "memory.current").write_text("777\n")
+    assert resources.cgroup_memory("/system.slice/app.service") == 777
+    assert resources.cgroup_memory("/system.slice/none.service") is None
+
+
+def test_sample_unit_sums_every_process_and_counts_children(v2: pathlib.Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        _procs(v2 / "system.slice" / "t.service", os.getpid())
+        _procs(v2 / "system.slice" / "t.service" / "sub", child.pid)
+        s = resources.sample_unit("/system.slice/t.service", main_pid=os.getpid(),
+                                  memory_current=5000)
+        import psutil
+
+        me, kid = psutil.Process(), psutil.Process(child.pid)
+        assert s.pids == (os.getpid(), child.pid)
+        assert s.children == 1
+        assert s.tasks >= me.num_threads() + kid.num_threads()
+        expected_rss = me.memory_info().rss + kid.memory_info().rss
+        assert abs(s.rss - expected_rss) < 0.1 * expected_rss
+        assert s.fds >= me.num_fds()
+        assert s.memory == 5000  # no memory.current file: falls back to systemd's figure
+        assert not s.cpu_from_cgroup and s.cpu_seconds > 0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_sample_unit_prefers_systemd_cpu_and_skips_vanished_pids(v2: pathlib.Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _procs(v2 / "system.slice" / "t.service", dead.pid)
+    s = resources.sample_unit("/system.slice/t.service", cpu_usage_nsec=2_500_000_000)
+    assert s.pids == () and s.rss == 0
+    assert s.cpu_from_cgroup and s.cpu_seconds == 2.5
+
+
+def _sample(cpu: float, at: float) -> UnitSample:
+    return UnitSample(pids=(1,), rss=0, memory=None, cpu_seconds=cpu, cpu_from_cgroup=False,
+                      tasks=1, fds=0, children=0, taken_at=at)
+
+
+@pytest.mark.parametrize("before, after, expected", [
+    ((1.0, 10.0), (1.5, 11.0), 50.0),       # half a core
+    ((1.0, 10.0), (3.0, 11.0), 200.0),      # two cores busy
+    ((1.0, 10.0), (1.0, 12.0), 0.0),
+    ((5.0, 10.0), (1.0, 11.0), None),       # counter reset: the unit restarted
+    ((1.0, 10.0), (2.0, 10.0), None),       # no time passed
+])
+def test_cpu_percent(before, after, expected) -> None:
+    assert cpu_percent(_sample(*before), _sample(*after)) == expected
+
+
+def test_average_cpu_percent() -> None:
+    assert average_cpu_percent(_sample(3.0, 0), 60.0) == 5.0
+    assert average_cpu_percent(_sample(3.0, 0), 0.0) is None
+
+
+def test_sample_system_is_plausible() -> None:
+    s = resources.sample_system()
+    assert s.memory_total > s.memory_used > 0
+    assert s.cpus >= 1 and s.uptime > 0
+    assert 0 <= s.cpu_user <= 100 and 0 <= s.cpu_system <= 100

@@ -1,0 +1,97 @@
+"""Renderers are pure: build snapshots by hand and read the text, summary and JSON."""
+
+from __future__ import annotations
+
+import json
+
+from sdwatch.resources import SystemSample
+from sdwatch.states import Health
+from sdwatch.status import (
+    SCHEMA,
+    ProbeStatus,
+    Snapshot,
+    UnitStatus,
+    render_summary,
+    render_text,
+    to_json,
+)
+
+SYSTEM = SystemSample(hostname="web1", uptime=90061, load=(0.5, 0.25, 0.125), cpus=2,
+                      cpu_user=3.0, cpu_system=1.0, cpu_iowait=0.5, memory_total=8 << 30,
+                      memory_used=2 << 30, swap_total=0, swap_used=0)
+
+
+def unit(name: str = "memcached.service", **kw) -> UnitStatus:
+    base = dict(name=name, description="memcached daemon", health=Health.HEALTHY,
+                load_state="loaded", active_state="active", sub_state="running",
+                result="success", unit_file_state="enabled", main_pid=4242, uptime=125.0,
+                restarts_systemd=2, processes=3, children=2, tasks=12, memory=3 << 20,
+                rss=2 << 20, cpu_percent=1.25, cpu_seconds=0.5, cpu_window="average since start",
+                fds=35, configured=True,
+                probes=(ProbeStatus("memcached", "memcached", "127.0.0.1:11211", 5.0, 1.0, 2),),
+                collected_at=1_800_000_000.0)
+    base.update(kw)
+    return UnitStatus(**base)
+
+
+def snap(*units: UnitStatus) -> Snapshot:
+    return Snapshot(generated_at=1_800_000_000.0, system=SYSTEM, units=units,
+                    selection="configured units")
+
+
+def test_render_text_has_system_block_and_unit_block() -> None:
+    text = render_text(snap(unit()))
+    assert "System 'web1'" in text
+    assert "load average                  [0.50] [0.25] [0.12]" in text
+    assert "memory usage                  2.0 GiB of 8.0 GiB [25.0%]" in text
+    assert "uptime                        1d 1h 1m" in text
+    block = text.split("Service 'memcached.service'\n", 1)[1]
+    for line in ("status                        healthy",
+                 "systemd state                 active (running)",
+                 "main pid                      4242",
+                 "uptime                        2m",
+                 "restarts                      2 by systemd",
+                 "tasks                         12 (3 processes, 2 children)",
+                 "memory (cgroup)               3.0 MiB (rss 2.0 MiB)",
+                 "cpu                           1.2% average since start (0.50s total)",
+                 "open files                    35",
+                 "probe memcached               memcached 127.0.0.1:11211 every 5s, timeout 1s"):
+        assert f"  {line}\n" in block, line
+
+
+def test_render_text_failed_unit_says_why() -> None:
+    u = unit(health=Health.FAILED, active_state="failed", sub_state="failed", result="signal",
+             main_pid=0, uptime=None, processes=0, memory=None, rss=None, cpu_percent=None,
+             fds=None, problem="failed (result: signal)")
+    text = render_text(snap(u))
+    assert "  status                        failed - failed (result: signal)\n" in text
+    assert "  systemd state                 failed (failed), result signal\n" in text
+    assert "main pid" not in text and "memory (cgroup)" not in text
+
+
+def test_summary_one_line_per_unit() -> None:
+    lines = render_summary(snap(unit(), unit("nginx.service", health=Health.STOPPED,
+                                             active_state="inactive", sub_state="dead",
+                                             memory=None, cpu_percent=None, uptime=None)))
+    rows = lines.splitlines()
+    assert len(rows) == 3 and rows[0].startswith("Unit")
+    assert rows[1].split()[:4] == ["memcached.service", "healthy", "active", "(running)"]
+    assert rows[2].split() == ["nginx.service", "stopped", "inactive", "(dead)", "-", "-", "-"]
+
+
+def test_json_is_versioned_and_complete() -> None:
+    data = json.loads(json.dumps(to_json(snap(unit()))))
+    assert data["schema"] == SCHEMA == "sdwatch.status/1"
+    assert data["healthy"] is True
+    assert data["system"]["load"] == [0.5, 0.25, 0.125]
+    u = data["units"][0]
+    assert u["health"] == "healthy" and u["main_pid"] == 4242 and u["memory"] == 3 << 20
+    assert u["probes"][0] == {"name": "memcached", "kind": "memcached",
+                              "target": "127.0.0.1:11211", "interval": 5.0, "timeout": 1.0,
+                              "failures": 2}
+
+
+def test_snapshot_health_follows_units() -> None:
+    assert snap(unit(), unit(health=Health.STARTING)).healthy
+    assert not snap(unit(), unit(health=Health.FAILED)).healthy
+    assert not snap(unit(health=Health.MISSING)).healthy
