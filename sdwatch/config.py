@@ -167,13 +167,13 @@ _COMMON_PROBE_KEYS = ("kind", "name", "interval", "timeout", "failures", "window
 
 
 def config_paths(path: str | None = None) -> list[str]:
-    """Return the files that make up the configuration, main file first, existing ones only."""
+    """Return the files that make up the configuration, main file first, existing ones only.
+
+    ``path`` may name the main file or the directory holding sdwatch.toml and conf.d/."""
     main = path or os.environ.get(ENV_VAR) or DEFAULT_PATH
     if os.path.isdir(main):
         main = os.path.join(main, "sdwatch.toml")
     found = [main] if os.path.isfile(main) else []
-    if path and not found and not os.path.isdir(os.path.dirname(main) or "."):
-        return [main]  # an explicitly named file that is missing: let load() report it
     found += sorted(glob.glob(os.path.join(os.path.dirname(main), "conf.d", "*.toml")))
     return found
 

@@ -1,0 +1,84 @@
+"""sdwatch.systemd against a real systemd: what it reads equals what systemctl shows."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from conftest import show, wait_for
+
+from sdwatch.systemd import UnitError
+
+SLEEPER = "ExecStart=/bin/sleep infinity"
+
+
+def test_unit_info_matches_systemctl(sd, make_unit) -> None:
+    name = make_unit(SLEEPER)
+    wait_for(lambda: show(name, "ActiveState") == "active", what="unit active")
+    info = sd.unit_info(name)
+    assert info.id == name
+    assert info.main_pid == int(show(name, "MainPID")) > 0
+    assert (info.load_state, info.active_state, info.sub_state) == ("loaded", "active", "running")
+    assert info.result == show(name, "Result") == "success"
+    assert info.control_group == show(name, "ControlGroup") == f"/system.slice/{name}"
+    assert info.n_restarts == int(show(name, "NRestarts"))
+    assert info.tasks_current == int(show(name, "TasksCurrent")) == 1
+    assert info.memory_current is not None and info.memory_current > 0
+    assert info.active_enter_timestamp > 0 and info.exec_main_start_timestamp > 0
+    assert info.unit_file_state == show(name, "UnitFileState")
+    assert all(isinstance(v, (str, int, type(None))) for v in vars(info).values())
+
+
+def test_list_units_filters_by_state_and_pattern(sd, make_unit) -> None:
+    running = make_unit(SLEEPER)
+    stopped = make_unit(SLEEPER, start=False)
+    active = {u.name for u in sd.list_units(states=("active",))}
+    assert running in active and stopped not in active
+    matched = sd.list_units(patterns=("sdw-test-*",))
+    assert running in {u.name for u in matched}
+    assert all(isinstance(u.name, str) for u in matched)
+
+
+def test_restart_stop_start_kill(sd, make_unit) -> None:
+    name = make_unit(SLEEPER)
+    pid = wait_for(lambda: int(show(name, "MainPID")), what="main pid")
+    sd.restart(name)
+    new = wait_for(lambda: int(show(name, "MainPID")) not in (0, pid) and
+                   int(show(name, "MainPID")), what="new main pid after restart")
+    assert new != pid
+    sd.stop(name)
+    wait_for(lambda: show(name, "ActiveState") == "inactive", what="stopped")
+    sd.start(name)
+    wait_for(lambda: show(name, "ActiveState") == "active", what="started")
+    pid = int(show(name, "MainPID"))
+    sd.kill(name, signal.SIGKILL)
+    wait_for(lambda: show(name, "ActiveState") == "failed", what="failed after SIGKILL")
+    assert sd.unit_info(name).result == "signal"
+    sd.reset_failed(name)
+    wait_for(lambda: show(name, "ActiveState") == "inactive", what="reset")
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_unit_errors_are_clear(sd) -> None:
+    with pytest.raises(UnitError, match="not a valid unit name"):
+        sd.unit_info("../etc/passwd")
+    with pytest.raises(UnitError, match="nonexistent-unit.service"):
+        sd.restart("nonexistent-unit.service")
+    info = sd.unit_info("nonexistent-unit.service")
+    assert info.load_state == "not-found"
+
+
+def test_start_limit_hit_and_reset_failed(sd, make_unit) -> None:
+    name = make_unit(SLEEPER, unit="StartLimitIntervalSec=60s\nStartLimitBurst=2")
+    wait_for(lambda: show(name, "ActiveState") == "active", what="active")
+    sd.restart(name)  # the second start within the interval: still allowed
+    wait_for(lambda: show(name, "ActiveState") == "active", what="active after restart")
+    sd.restart(name)  # the third: refused by systemd's start rate limit
+    wait_for(lambda: show(name, "Result") == "start-limit-hit", what="start-limit-hit")
+    info = sd.unit_info(name)
+    assert (info.active_state, info.result) == ("failed", "start-limit-hit")
+    sd.reset_failed(name)
+    wait_for(lambda: show(name, "ActiveState") == "inactive", what="reset after start limit")
+    sd.start(name)  # accepted again after ResetFailed
+    wait_for(lambda: show(name, "ActiveState") == "active", what="started again")
