@@ -97,6 +97,7 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
     text, perf = parse_output(out.decode("utf-8", "replace"))
     if not text:
         text = err.decode("utf-8", "replace").strip().split("\n", 1)[0].strip()
+    text = text[:200]
     metrics: dict[str, Metric] = {"exit_status": code, **perf}
     if code == 0:
         return {**metrics, "output": text} if text else metrics

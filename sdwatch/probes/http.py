@@ -119,11 +119,11 @@ class Spec:
             if self.method == "HEAD":
                 raise SpecError("body", "a HEAD response has no body; use GET")
             _compile("body", self.body)
-        for i, item in enumerate(self.headers):
+        for item in self.headers:
             name, sep, pattern = item.partition(":")
             if not sep or not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name.strip()):
-                raise SpecError(f"headers[{i}]", f"expected 'Name: regex', got {item!r}")
-            _compile(f"headers[{i}]", pattern.strip())
+                raise SpecError("headers", f"expected 'Name: regex', got {item!r}")
+            _compile("headers", pattern.strip())
         if self.cert_expiry is not None and not target.tls:
             raise SpecError("cert_expiry", "needs an https:// URL")
 

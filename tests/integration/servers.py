@@ -1,0 +1,196 @@
+"""Start real memcached, nginx and MariaDB on loopback / temp unix sockets (tests and bench).
+
+Each ``start_*`` is a context manager yielding a :class:`Server`; it waits for readiness
+with a deadline (never a bare sleep) and kills and reaps the process on exit.  A missing
+binary is an error naming the Debian package to install, never a skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+MYSQL_USER = "sdwatch"
+MYSQL_PASSWORD = "s3cret-Pa55word"
+
+
+@dataclass
+class Server:
+    """A running server: its process, TCP port, unix socket path and extras (cert, files)."""
+
+    proc: subprocess.Popen
+    port: int
+    socket: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """SIGSTOP the whole process group for the block, SIGCONT after."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
+
+def require(binary: str, package: str) -> str:
+    """Return the binary's path; raise RuntimeError naming the apt package if missing."""
+    path = shutil.which(binary) or next(
+        (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if os.access(p, os.X_OK)), None)
+    if path is None:
+        raise RuntimeError(f"{binary} not found: apt-get install {package}")
+    return path
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that was free a moment ago (the kernel's choice)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str,
+               proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    """Poll ``condition`` until true; raise RuntimeError after ``timeout`` or if proc dies."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{tail}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not ready after {timeout}s")
+        time.sleep(0.02)  # polling interval of a condition with a deadline
+
+
+def accepts(address: tuple[str, int] | str, greeting: bool = False) -> Callable[[], bool]:
+    """Return a condition: a connection succeeds (and, with greeting, the server speaks)."""
+    def check() -> bool:
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        try:
+            with socket.socket(family) as s:
+                s.settimeout(0.5)
+                s.connect(address)
+                return not greeting or bool(s.recv(1))
+        except OSError:
+            return False
+    return check
+
+
+@contextlib.contextmanager
+def _running(argv: list[str], log: Path, **kwargs) -> Iterator[subprocess.Popen]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def start_memcached(tmp: Path) -> Iterator[Server]:
+    """Run memcached on 127.0.0.1:<free port> and tmp/memcached.sock (two processes: memcached
+    listens on either TCP or a unix socket, not both)."""
+    binary = require("memcached", "memcached")
+    port, sock = free_port(), str(tmp / "memcached.sock")
+    root = ["-u", "root"] if os.geteuid() == 0 else []
+    log = tmp / "memcached.log"
+    with _running([binary, *root, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16"],
+                  log) as proc, \
+         _running([binary, *root, "-s", sock, "-m", "16"], log) as unix_proc:
+        wait_until(accepts(("127.0.0.1", port)), 10, "memcached (tcp)", proc, log)
+        wait_until(accepts(sock), 10, "memcached (unix)", unix_proc, log)
+        yield Server(proc, port, sock, {"unix_proc": unix_proc})
+
+
+def make_cert(tmp: Path, days: int = 10) -> tuple[Path, Path]:
+    """Return (cert, key) of a fresh self-signed certificate for localhost valid ``days``."""
+    binary = require("openssl", "openssl")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run([binary, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", str(days), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+_NGINX_CONF = """
+daemon off; master_process off; worker_processes 1; {user}
+pid {tmp}/nginx.pid; error_log {tmp}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  default_type text/plain;
+  server {{
+    listen 127.0.0.1:{port}; listen unix:{sock}; listen 127.0.0.1:{tls_port} ssl;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    location = /healthz {{ add_header X-Health "green"; return 200 "all good\\n"; }}
+    location = /fail {{ return 503 "down\\n"; }}
+    location = /moved {{ return 302 /healthz; }}
+    location /static/ {{ alias {tmp}/static/; }}
+  }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def start_nginx(tmp: Path) -> Iterator[Server]:
+    """Run nginx (one process) on 127.0.0.1:<port>, TLS on another port, and a unix socket.
+    Serves /healthz (200), /fail (503), /moved (302), /static/big (1 MiB, chunked-free)."""
+    binary = require("nginx", "nginx-light")
+    port, tls_port, sock = free_port(), free_port(), str(tmp / "nginx.sock")
+    cert, key = make_cert(tmp)
+    (tmp / "static").mkdir(exist_ok=True)
+    (tmp / "static" / "big").write_bytes(b"x" * (1 << 20) + b"needle")
+    conf = tmp / "nginx.conf"
+    conf.write_text(_NGINX_CONF.format(
+        tmp=tmp, port=port, tls_port=tls_port, sock=sock, cert=cert, key=key,
+        user="user root;" if os.geteuid() == 0 else ""))
+    log = tmp / "nginx-error.log"
+    with _running([binary, "-p", str(tmp), "-c", str(conf), "-e", str(log)], log) as proc:
+        wait_until(accepts(("127.0.0.1", port)), 10, "nginx", proc, log)
+        wait_until(accepts(sock), 10, "nginx (unix)", proc, log)
+        yield Server(proc, port, sock, {"tls_port": tls_port, "cert": cert})
+
+
+@contextlib.contextmanager
+def start_mariadb(tmp: Path) -> Iterator[Server]:
+    """Run MariaDB with a fresh datadir on 127.0.0.1:<port> and tmp/mysqld.sock, with user
+    ``sdwatch``/MYSQL_PASSWORD created by an init file; extra["password_file"] holds it (0600)."""
+    install = require("mariadb-install-db", "mariadb-server")
+    binary = require("mariadbd", "mariadb-server")
+    data, sock, port, log = tmp / "data", str(tmp / "mysqld.sock"), free_port(), tmp / "mysqld.log"
+    user = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run([install, "--no-defaults", f"--datadir={data}", *user, "--skip-test-db",
+                    "--auth-root-authentication-method=normal"],
+                   check=True, capture_output=True, timeout=60)
+    init = tmp / "init.sql"
+    init.write_text("".join(
+        f"CREATE USER IF NOT EXISTS '{MYSQL_USER}'@'{host}' IDENTIFIED BY '{MYSQL_PASSWORD}';\n"
+        for host in ("localhost", "127.0.0.1")))
+    password_file = tmp / "mysql.pass"
+    password_file.write_text(MYSQL_PASSWORD + "\n")
+    password_file.chmod(0o600)
+    argv = [binary, "--no-defaults", f"--datadir={data}", f"--socket={sock}", f"--port={port}",
+            "--bind-address=127.0.0.1", f"--pid-file={tmp}/mysqld.pid", f"--log-error={log}",
+            f"--init-file={init}", "--skip-name-resolve", "--innodb-buffer-pool-size=16M",
+            "--max-connections=500", *user]
+    with _running(argv, log) as proc:
+        wait_until(accepts(("127.0.0.1", port), greeting=True), 30, "mariadbd", proc, log)
+        yield Server(proc, port, sock, {"password_file": str(password_file)})

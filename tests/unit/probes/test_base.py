@@ -1,0 +1,91 @@
+"""The runner: outcome mapping, deadline, timing, no escaping exception, no leaked thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import types
+from dataclasses import dataclass
+
+import pytest
+
+from sdwatch.probes import REGISTRY, Kind, base
+from sdwatch.probes.base import Outcome, run
+
+
+@dataclass(frozen=True)
+class FakeSpec:
+    action: str
+
+
+async def fake_probe(spec: FakeSpec):
+    base.stage("reading greeting")
+    if spec.action == "ok":
+        return {"answer": 42}
+    if spec.action == "hang":
+        await asyncio.Event().wait()
+    if spec.action == "bug":
+        raise KeyError("oops")
+    if spec.action == "thread":
+        gate = threading.Event()
+        await base.in_thread(lambda: gate.wait(10), gate.set)
+    errors = {"connect": base.ConnectError, "protocol": base.ProtocolError,
+              "failed": base.CheckFailed, "warning": base.CheckWarning,
+              "unknown": base.CheckUnknown}
+    raise errors[spec.action](f"{spec.action} happened", {"m": 1})
+
+
+@pytest.fixture(autouse=True)
+def fake_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("sdwatch_fake_kind")
+    module.Spec, module.probe = FakeSpec, fake_probe
+    monkeypatch.setitem(sys.modules, "sdwatch_fake_kind", module)
+    monkeypatch.setitem(REGISTRY, "fake", Kind("fake", "sdwatch_fake_kind", "action"))
+
+
+def test_run_ok_returns_metrics() -> None:
+    result = asyncio.run(run("fake", FakeSpec("ok"), 1.0))
+    assert (result.ok, result.outcome, result.reason, dict(result.metrics)) == (
+        True, Outcome.OK, "ok", {"answer": 42})
+    assert 0 <= result.duration < 0.5
+
+
+@pytest.mark.parametrize("action", ["connect", "protocol", "failed", "warning", "unknown"])
+def test_run_maps_errors_to_outcomes(action: str) -> None:
+    result = asyncio.run(run("fake", FakeSpec(action), 1.0))
+    assert (result.ok, result.outcome.value, result.reason, dict(result.metrics)) == (
+        False, action, f"{action} happened", {"m": 1})
+
+
+def test_run_times_out_at_the_deadline_naming_the_stage() -> None:
+    result = asyncio.run(run("fake", FakeSpec("hang"), 0.3))
+    assert result.outcome is Outcome.TIMEOUT
+    assert result.reason == "timeout after 300ms reading greeting"
+    assert 0.24 <= result.duration <= 0.36
+
+
+def test_run_turns_a_bug_into_protocol_outcome() -> None:
+    result = asyncio.run(run("fake", FakeSpec("bug"), 1.0))
+    assert (result.outcome, result.reason) == (Outcome.PROTOCOL, "KeyError: 'oops'")
+
+
+def test_run_unknown_kind_is_a_result_not_an_exception() -> None:
+    result = asyncio.run(run("nope", FakeSpec("ok"), 1.0))
+    assert (result.ok, result.outcome) == (False, Outcome.UNKNOWN)
+
+
+def test_in_thread_interrupts_and_joins_on_timeout() -> None:
+    before = threading.active_count()
+    result = asyncio.run(run("fake", FakeSpec("thread"), 0.2))
+    assert result.outcome is Outcome.TIMEOUT
+    assert threading.active_count() == before
+
+
+def test_registry_specs_are_dataclasses_with_their_target_field() -> None:
+    import dataclasses
+    for kind in REGISTRY.values():
+        if kind.name == "fake":
+            continue
+        names = {f.name for f in dataclasses.fields(kind.spec)}
+        assert kind.target in names and not {"kind", "name", "interval", "timeout"} & names
