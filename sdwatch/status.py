@@ -123,7 +123,12 @@ def _probe_target(probe: ProbeConfig) -> str:
     from sdwatch.probes import REGISTRY
 
     kind = REGISTRY.get(probe.kind)
-    return str(getattr(probe.spec, kind.target, "")) if kind else ""
+    fields = ((kind.target,) if kind else ()) + ("socket", "url", "address", "path", "command")
+    for name in fields:
+        value = getattr(probe.spec, name, None)
+        if value:
+            return value if isinstance(value, str) else " ".join(map(str, value))
+    return ""
 
 
 def _unit_status(info: Any, sample: UnitSample | None, config: Config) -> UnitStatus:
