@@ -15,6 +15,8 @@ class Health(str, enum.Enum):
     FAILED = "failed"  # systemd says failed
     STOPPED = "stopped"  # inactive although it is watched
     MISSING = "missing"  # no such unit file
+    GAVE_UP = "gave-up"  # restart limit reached: sdwatch observes but no longer acts
+    UNMONITORED = "unmonitored"  # sdwatch was told (by config) to stop watching it
     UNKNOWN = "unknown"
 
     @property

@@ -1,0 +1,479 @@
+"""What to do about one unit: a pure state machine with an injected clock.
+
+The daemon feeds ``step(cfg, state, observation, now)`` and executes the returned ``Do`` list in
+order; ``now`` is wall-clock seconds (``time.time()``).  No I/O, no clock reads, no mutation.
+``Do`` is the union of actions (``config.Action`` is the configured reaction, e.g. "restart").
+
+Decisions beyond the plain rules:
+- Verdicts are per probe, "failing"/"recovered" alerts per unit (first probe in, last out).  A
+  verdict clears the probe's window: still failing ``failures`` more times repeats the reaction
+  (no second "failing" alert).  Probe failures count only while systemd says active.
+- Every Restart *and* Start by sdwatch counts toward the restart limit (keep_running would loop
+  on a unit that keeps exiting); a restart counts while ``now - t < within``.  A call reported
+  failed (``ActionFinished`` ok=False) still counts, so a broken D-Bus call ends in gave_up, not
+  a loop; it is alerted once as "failing" and ends the pending restart and its grace.
+  "restarted" is alerted when the daemon reports the call succeeded.
+- While a restart is pending, non-active systemd states belong to it.  Pending ends when systemd
+  says active (grace restarts), when the call fails, or ``max(grace, PENDING_TIMEOUT)`` after
+  issuing; a unit failed by then is a crash.  Crashes restart if ``cfg.action`` is restart/start
+  or ``keep_running`` is set.
+- Having given up, alerts still flow but no systemd calls; ``restart_limit.then`` unmonitor
+  unmonitors until re-arm, stop stops once.  On re-arm a failed unit is restarted, a stopped
+  keep_running unit started, a failing one gets ``cfg.action`` again.
+- A limit alerts once per episode over it; a non-alert ``then`` repeats every ``for`` cycles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Union
+
+from sdwatch.config import Action as Then
+from sdwatch.config import UnitConfig
+from sdwatch.states import Health
+
+RESOURCES = ("cpu", "memory", "tasks", "fds", "children")
+PENDING_TIMEOUT = 90.0  # systemd's DefaultTimeoutStartSec: how long a restart may stay unseen
+PERSISTENT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ProbeObserved:
+    probe: str
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class LimitObserved:
+    resource: str  # one of RESOURCES
+    over: bool
+    value: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class SystemdObserved:
+    active_state: str
+    sub_state: str
+    result: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Sent every cycle so that timers (re-arm, pending restart) fire without other input."""
+
+
+@dataclass(frozen=True)
+class Restart:
+    kill_first: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Start:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResetFailed:
+    pass
+
+
+@dataclass(frozen=True)
+class Alert:
+    event: str  # failing recovered restarted gave_up rearmed limit crashed
+    message: str
+
+
+@dataclass(frozen=True)
+class Unmonitor:
+    reason: str
+
+
+Do = Union[Restart, Start, Stop, ResetFailed, Alert, Unmonitor]
+
+
+@dataclass(frozen=True)
+class ActionFinished:
+    action: Do
+    ok: bool
+    error: str = ""
+
+
+Observation = Union[ProbeObserved, LimitObserved, SystemdObserved, ActionFinished, Tick]
+
+
+@dataclass(frozen=True)
+class ProbeState:
+    name: str
+    history: tuple[bool, ...] = ()  # counted attempts since the last verdict; True = failed
+    failing: bool = False
+    successes: int = 0  # consecutive counted successes
+    failures: int = 0  # consecutive counted failures
+    last_ok: bool | None = None
+    last_reason: str = ""
+    last_at: float | None = None
+
+
+@dataclass(frozen=True)
+class LimitState:
+    resource: str
+    over_for: int = 0  # consecutive counted readings over the limit
+    tripped: bool = False  # acted on, and not yet back under
+    value: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class UnitState:
+    probes: tuple[ProbeState, ...] = ()
+    limits: tuple[LimitState, ...] = ()
+    active_state: str = ""  # "" until systemd was first observed
+    sub_state: str = ""
+    result: str = ""
+    grace_until: float | None = None
+    pending_until: float | None = None  # a (re)start by sdwatch not yet seen active
+    restarts: tuple[float, ...] = ()  # times of sdwatch's recent (re)starts
+    total_restarts: int = 0
+    gave_up_at: float | None = None
+    unmonitored: bool = False
+    last_failure: str = ""
+    last_failure_at: float | None = None
+
+    @property
+    def gave_up(self) -> bool:
+        return self.gave_up_at is not None
+
+
+def initial(cfg: UnitConfig, now: float) -> UnitState:
+    """Given a unit's config, return its fresh state, in startup grace from ``now``."""
+    return UnitState(probes=tuple(ProbeState(p.name) for p in cfg.probes),
+                     limits=tuple(LimitState(r) for r in RESOURCES if getattr(cfg, r)),
+                     grace_until=now + cfg.grace)
+
+
+def step(cfg: UnitConfig, state: UnitState, obs: Observation,
+         now: float) -> tuple[UnitState, list[Do]]:
+    """Given a unit's config and state, one observation and the time, return the new state and
+    the actions to execute in order."""
+    state, out = _maybe_rearm(cfg, state, now)
+    silent = state.unmonitored  # rule: unmonitored units only keep their status up to date
+    if state.pending_until is not None and now >= state.pending_until:
+        state, more = _react(cfg, replace(state, pending_until=None), now)
+        out += more
+    handler = {ProbeObserved: _on_probe, LimitObserved: _on_limit,
+               SystemdObserved: _on_systemd, ActionFinished: _on_finished}.get(type(obs))
+    if handler is not None:
+        state, more = handler(cfg, state, obs, now)
+        out += more
+    if silent:
+        out = [a for a in out if isinstance(a, Alert) and a.event == "rearmed"]
+    return state, out
+
+
+def health(cfg: UnitConfig, state: UnitState, now: float) -> Health:
+    """Given a unit's config and state, return its health at ``now``."""
+    if state.unmonitored:
+        return Health.UNMONITORED
+    if state.gave_up:
+        return Health.GAVE_UP
+    if state.pending_until is not None or state.sub_state == "auto-restart":
+        return Health.STARTING
+    if state.active_state == "failed":
+        return Health.FAILED
+    if state.active_state in ("inactive", "deactivating"):
+        return Health.STOPPED
+    if state.active_state in ("activating", "reloading"):
+        return Health.STARTING
+    if _failing(state) or any(lim.tripped for lim in state.limits):
+        return Health.FAILING
+    if _in_grace(state, now):
+        return Health.STARTING
+    return Health.UNKNOWN if state.active_state == "" else Health.HEALTHY
+
+
+def describe(state: UnitState) -> dict[str, Any]:
+    """Given a unit's state, return a JSON-able summary for status.json."""
+    return {
+        "systemd": {"active_state": state.active_state, "sub_state": state.sub_state,
+                    "result": state.result},
+        "probes": {p.name: {"ok": p.last_ok, "reason": p.last_reason, "at": p.last_at,
+                            "failing": p.failing, "consecutive_failures": p.failures,
+                            "consecutive_successes": p.successes,
+                            "recent_failures": sum(p.history)} for p in state.probes},
+        "limits": {lim.resource: {"value": lim.value, "reason": lim.reason,
+                                  "over_for": lim.over_for, "tripped": lim.tripped}
+                   for lim in state.limits},
+        "last_failure": ({"reason": state.last_failure, "at": state.last_failure_at}
+                         if state.last_failure_at is not None else None),
+        "restarts_by_sdwatch": state.total_restarts,
+        "recent_restarts": list(state.restarts),
+        "restart_pending": state.pending_until is not None,
+        "gave_up": state.gave_up,
+        "gave_up_at": state.gave_up_at,
+        "unmonitored": state.unmonitored,
+        "grace_until": state.grace_until,
+    }
+
+
+def to_persistent(state: UnitState) -> dict[str, Any]:
+    """Given a unit's state, return what must survive an sdwatch restart, JSON-able."""
+    return {"version": PERSISTENT_VERSION, "restarts": list(state.restarts),
+            "total_restarts": state.total_restarts, "gave_up": state.gave_up,
+            "gave_up_at": state.gave_up_at, "unmonitored": state.unmonitored}
+
+
+def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
+    """Given what ``to_persistent`` returned (maybe older, newer or damaged), return the state
+    to continue from; unreadable values are dropped, anything but a dict gives ``initial``."""
+    state = initial(cfg, now)
+    if not isinstance(data, dict):
+        return state
+    restarts = data.get("restarts")
+    if isinstance(restarts, list):
+        state = replace(state, restarts=tuple(float(t) for t in restarts if _is_time(t)))
+    total = data.get("total_restarts")
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        state = replace(state, total_restarts=total)
+    if data.get("gave_up") is True:
+        at = data.get("gave_up_at")
+        state = replace(state, gave_up_at=float(at) if _is_time(at) else now)
+    if data.get("unmonitored") is True:
+        state = replace(state, unmonitored=True)
+    return state
+
+
+def _is_time(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
+
+
+def _in_grace(state: UnitState, now: float) -> bool:
+    return state.grace_until is not None and now < state.grace_until
+
+
+def _failing(state: UnitState) -> bool:
+    return any(p.failing for p in state.probes)
+
+
+def _acting(state: UnitState) -> bool:
+    return not state.gave_up and not state.unmonitored
+
+
+def _probe(state: UnitState, name: str) -> ProbeState:
+    return next((p for p in state.probes if p.name == name), ProbeState(name))
+
+
+def _limit(state: UnitState, resource: str) -> LimitState:
+    return next((lim for lim in state.limits if lim.resource == resource), LimitState(resource))
+
+
+def _put_probe(state: UnitState, ps: ProbeState) -> UnitState:
+    if all(p.name != ps.name for p in state.probes):
+        return replace(state, probes=(*state.probes, ps))  # added by a config reload
+    return replace(state, probes=tuple(ps if p.name == ps.name else p for p in state.probes))
+
+
+def _put_limit(state: UnitState, ls: LimitState) -> UnitState:
+    if all(lim.resource != ls.resource for lim in state.limits):
+        return replace(state, limits=(*state.limits, ls))
+    return replace(state, limits=tuple(ls if lim.resource == ls.resource else lim
+                                       for lim in state.limits))
+
+
+def _failed(state: UnitState, reason: str, now: float) -> UnitState:
+    return replace(state, last_failure=reason, last_failure_at=now)
+
+
+def _fresh_start(cfg: UnitConfig, state: UnitState, now: float) -> UnitState:
+    """Given a unit that was just (re)started, return it in grace with fresh counters; probe
+    verdicts stay until recovered."""
+    return replace(state, grace_until=now + cfg.grace,
+                   probes=tuple(replace(p, history=(), successes=0, failures=0)
+                                for p in state.probes),
+                   limits=tuple(replace(lim, over_for=0, tripped=False)
+                                for lim in state.limits))
+
+
+def _apply(cfg: UnitConfig, state: UnitState, then: Then, reason: str,
+           now: float) -> tuple[UnitState, list[Do]]:
+    """Given a configured reaction, return the state and actions carrying it out (if acting)."""
+    if then is Then.ALERT or not _acting(state):
+        return state, []
+    if then is Then.RESTART:
+        return _start(cfg, state, now, reason)
+    if then is Then.START:
+        return _start(cfg, state, now, reason, restart=False)
+    if then is Then.STOP:
+        return state, [Stop(reason)]
+    return replace(state, unmonitored=True), [Unmonitor(reason)]
+
+
+def _start(cfg: UnitConfig, state: UnitState, now: float, reason: str, restart: bool = True,
+           reset_failed: bool = False) -> tuple[UnitState, list[Do]]:
+    """Given a wish to (re)start the unit, return a (re)start, or giving up at the limit."""
+    if not _acting(state):
+        return state, []
+    limit = cfg.restart_limit
+    recent = tuple(t for t in state.restarts if now - t < limit.within)
+    if len(recent) >= limit.restarts:
+        return _give_up(cfg, replace(state, restarts=recent), now, reason)
+    state = replace(_fresh_start(cfg, state, now), restarts=(*recent, now),
+                    total_restarts=state.total_restarts + 1,
+                    pending_until=now + max(cfg.grace, PENDING_TIMEOUT))
+    do: Do = Restart(kill_first=cfg.kill_first, reason=reason) if restart else Start(reason)
+    return state, [ResetFailed(), do] if reset_failed else [do]
+
+
+def _give_up(cfg: UnitConfig, state: UnitState, now: float,
+             reason: str) -> tuple[UnitState, list[Do]]:
+    limit = cfg.restart_limit
+    out: list[Do] = [Alert("gave_up", f"{cfg.name}: not restarting ({reason}): already "
+                           f"{len(state.restarts)} restarts within {limit.within:g}s; "
+                           f"re-arming in {limit.rearm:g}s")]
+    state = replace(state, gave_up_at=now)
+    if limit.then is Then.UNMONITOR:
+        state = replace(state, unmonitored=True)
+        out.append(Unmonitor(f"restart limit reached ({reason})"))
+    elif limit.then is Then.STOP:
+        out.append(Stop(f"restart limit reached ({reason})"))
+    return state, out
+
+
+def _maybe_rearm(cfg: UnitConfig, state: UnitState, now: float) -> tuple[UnitState, list[Do]]:
+    """Given a unit that gave up ``rearm`` seconds ago or more, re-arm it and retry."""
+    limit = cfg.restart_limit
+    if state.gave_up_at is None or now < state.gave_up_at + limit.rearm:
+        return state, []
+    unmonitored = state.unmonitored and limit.then is not Then.UNMONITOR
+    state = replace(state, gave_up_at=None, restarts=(), unmonitored=unmonitored)
+    out: list[Do] = [Alert("rearmed", f"{cfg.name}: re-armed {limit.rearm:g}s after giving up")]
+    more: list[Do] = []
+    if state.pending_until is not None or state.sub_state == "auto-restart":
+        pass
+    elif state.active_state == "failed":
+        state, more = _start(cfg, state, now, "still failed when re-armed",
+                             reset_failed=state.result == "start-limit-hit")
+    elif state.active_state == "inactive":
+        state, more = _react(cfg, state, now)  # keep_running
+    elif _failing(state) and state.active_state in ("active", ""):
+        state, more = _apply(cfg, state, cfg.action, "still failing when re-armed", now)
+    return state, out + more
+
+
+def _react(cfg: UnitConfig, state: UnitState, now: float) -> tuple[UnitState, list[Do]]:
+    """Given a unit whose systemd state just changed (or a pending restart just ended), return
+    the reaction: crash handling, keep_running, or nothing."""
+    if state.sub_state == "auto-restart":
+        return state, []  # systemd restarts it itself
+    if state.active_state == "failed":
+        reason = f"{cfg.name} failed ({state.result or 'no result'})"
+        state = _failed(state, reason, now)
+        out: list[Do] = [Alert("crashed", reason)]
+        if cfg.action in (Then.RESTART, Then.START) or cfg.keep_running:
+            state, more = _start(cfg, state, now, reason,
+                                 reset_failed=state.result == "start-limit-hit")
+            out += more
+        return state, out
+    if state.active_state == "inactive" and cfg.keep_running:
+        return _start(cfg, state, now, f"{cfg.name} found stopped (keep_running)",
+                      restart=False)
+    return state, []
+
+
+def _on_probe(cfg: UnitConfig, state: UnitState, obs: ProbeObserved,
+              now: float) -> tuple[UnitState, list[Do]]:
+    pc = next((p for p in cfg.probes if p.name == obs.probe), None)
+    if pc is None:
+        return state, []
+    ps = replace(_probe(state, pc.name), last_ok=obs.ok, last_reason=obs.reason, last_at=now)
+    if not obs.ok:
+        state = _failed(state, f"probe {pc.name}: {obs.reason}", now)
+    window = max(pc.window, pc.failures)
+    if state.pending_until is not None:
+        return _put_probe(state, ps), []  # the old process's answers, or none yet
+    if obs.ok:
+        ps = replace(ps, history=(*ps.history, False)[-window:], successes=ps.successes + 1,
+                     failures=0)
+        if pc.startup and _in_grace(state, now):
+            state = replace(state, grace_until=now)
+        if not (ps.failing and ps.successes >= pc.recover):
+            return _put_probe(state, ps), []
+        state = _put_probe(state, replace(ps, failing=False))
+        return state, [] if _failing(state) else [
+            Alert("recovered", f"{cfg.name}: probe {pc.name} passes again: {obs.reason}")]
+    if _in_grace(state, now) or state.active_state not in ("active", ""):
+        return _put_probe(state, ps), []
+    ps = replace(ps, history=(*ps.history, True)[-window:], successes=0,
+                 failures=ps.failures + 1)
+    if sum(ps.history) < pc.failures:
+        return _put_probe(state, ps), []
+    was_failing = _failing(state)
+    state = _put_probe(state, replace(ps, history=(), failing=True))
+    reason = (f"probe {pc.name} failed {pc.failures} of the last {window} times: "
+              f"{obs.reason}")
+    out: list[Do] = [] if was_failing else [Alert("failing", f"{cfg.name}: {reason}")]
+    state, more = _apply(cfg, state, cfg.action, reason, now)
+    return state, out + more
+
+
+def _on_limit(cfg: UnitConfig, state: UnitState, obs: LimitObserved,
+              now: float) -> tuple[UnitState, list[Do]]:
+    limit = getattr(cfg, obs.resource, None) if obs.resource in RESOURCES else None
+    if limit is None:
+        return state, []
+    ls = replace(_limit(state, obs.resource), value=obs.value, reason=obs.reason)
+    if state.pending_until is not None or _in_grace(state, now):
+        return _put_limit(state, ls), []
+    if not obs.over:
+        return _put_limit(state, replace(ls, over_for=0, tripped=False)), []
+    if ls.over_for + 1 < limit.for_cycles:
+        return _put_limit(state, replace(ls, over_for=ls.over_for + 1)), []
+    reason = f"{obs.resource} {obs.reason} for {limit.for_cycles} cycles"
+    state = _failed(_put_limit(state, replace(ls, over_for=0, tripped=True)), reason, now)
+    out: list[Do] = [] if ls.tripped else [
+        Alert("limit", f"{cfg.name}: {reason}; then {limit.then.value}")]
+    state, more = _apply(cfg, state, limit.then, reason, now)
+    return state, out + more
+
+
+def _on_systemd(cfg: UnitConfig, state: UnitState, obs: SystemdObserved,
+                now: float) -> tuple[UnitState, list[Do]]:
+    before = state.active_state, state.sub_state
+    state = replace(state, active_state=obs.active_state, sub_state=obs.sub_state,
+                    result=obs.result)
+    if state.pending_until is not None:
+        if obs.active_state != "active":
+            return state, []  # part of our own restart
+        return replace(_fresh_start(cfg, state, now), pending_until=None), []
+    if (obs.active_state, obs.sub_state) == before:
+        return state, []
+    if obs.active_state == "active":
+        if before[0] in ("active", "reloading", ""):
+            return state, []
+        return _fresh_start(cfg, state, now), []
+    return _react(cfg, state, now)
+
+
+def _on_finished(cfg: UnitConfig, state: UnitState, obs: ActionFinished,
+                 now: float) -> tuple[UnitState, list[Do]]:
+    action = obs.action
+    if not isinstance(action, (Restart, Start, Stop)):
+        return state, []  # a failed alert must not alert; ResetFailed is judged by the restart
+    verb = {Restart: "restart", Start: "start", Stop: "stop"}[type(action)]
+    if obs.ok:
+        if isinstance(action, Stop):
+            return state, []
+        return state, [Alert("restarted", f"{cfg.name}: {verb}ed by sdwatch: {action.reason}")]
+    message = f"{cfg.name}: sdwatch could not {verb} it: {obs.error}"
+    state = _failed(state, message, now)
+    if not isinstance(action, Stop):
+        state = replace(state, pending_until=None, grace_until=None)
+    return state, [Alert("failing", message)]

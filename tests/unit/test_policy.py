@@ -1,0 +1,490 @@
+"""Table tests for sdwatch.policy: (time, observation) sequences -> exact actions and health."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from sdwatch.config import Action as Then
+from sdwatch.config import Limit, ProbeConfig, RestartLimit, UnitConfig
+from sdwatch.policy import (
+    PENDING_TIMEOUT,
+    ActionFinished,
+    Alert,
+    LimitObserved,
+    ProbeObserved,
+    ResetFailed,
+    Restart,
+    Start,
+    Stop,
+    SystemdObserved,
+    Tick,
+    UnitState,
+    Unmonitor,
+    describe,
+    from_persistent,
+    health,
+    initial,
+    step,
+    to_persistent,
+)
+from sdwatch.states import Health
+
+
+def probe(name: str = "p", failures: int = 3, window: int = 0, recover: int = 1,
+          startup: bool = False) -> ProbeConfig:
+    return ProbeConfig(kind="tcp", name=name, interval=10.0, timeout=5.0, failures=failures,
+                       window=window or failures, recover=recover, startup=startup, spec=None)
+
+
+def unit(**kw: Any) -> UnitConfig:
+    kw.setdefault("probes", (probe(),))
+    kw.setdefault("grace", 0.0)
+    return UnitConfig(name="app.service", **kw)
+
+
+def limit(for_cycles: int = 3, then: Then = Then.RESTART) -> Limit:
+    return Limit(above="1G", for_cycles=for_cycles, then=then)
+
+
+def ok(name: str = "p") -> ProbeObserved:
+    return ProbeObserved(name, True, "answered")
+
+
+def bad(name: str = "p") -> ProbeObserved:
+    return ProbeObserved(name, False, "connection refused")
+
+
+def over(resource: str = "memory", is_over: bool = True) -> LimitObserved:
+    return LimitObserved(resource, is_over, 2e9 if is_over else 1e8, "2G above 1G")
+
+
+ACTIVE = SystemdObserved("active", "running", "success")
+ACTIVATING = SystemdObserved("activating", "start", "success")
+AUTO_RESTART = SystemdObserved("activating", "auto-restart", "exit-code")
+STOPPED = SystemdObserved("inactive", "dead", "success")
+RESTART_FAILED = ActionFinished(Restart(False, "x"), False, "Access denied")
+
+
+def crashed(result: str = "exit-code") -> SystemdObserved:
+    return SystemdObserved("failed", "failed", result)
+
+
+def short(action: object) -> object:
+    """Given an action, return a compact comparable form (alert texts are checked separately)."""
+    if isinstance(action, Alert):
+        return action.event
+    if isinstance(action, Restart):
+        return "restart!kill" if action.kill_first else "restart"
+    return {Start: "start", Stop: "stop", ResetFailed: "reset-failed",
+            Unmonitor: "unmonitor"}[type(action)]
+
+
+def run(cfg: UnitConfig, steps: list[tuple[float, object]],
+        state: UnitState | None = None) -> tuple[UnitState, list[tuple[float, list[object]]]]:
+    """Given a config and (time, observation) steps, return the final state and every
+    (time, actions) where actions were emitted."""
+    state = initial(cfg, 0.0) if state is None else state
+    emitted = []
+    for now, obs in steps:
+        state, actions = step(cfg, state, obs, now)
+        if actions:
+            emitted.append((now, [short(a) for a in actions]))
+    return state, emitted
+
+
+def fails(*times: float, name: str = "p") -> list[tuple[float, object]]:
+    return [(t, bad(name)) for t in times]
+
+
+def crash_loop(times: list[float]) -> list[tuple[float, object]]:
+    """Probe fails at each time (failures=1) and the restarted unit is back a second later."""
+    return [s for t in times for s in ((t, bad()), (t + 1, ACTIVE))]
+
+
+@dataclass
+class Case:
+    id: str
+    cfg: UnitConfig
+    steps: list[tuple[float, object]]
+    expected: list[tuple[float, list[object]]]
+    health: Health | None = None
+    at: float | None = None  # when to judge health; default: time of the last step
+    state: UnitState | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CASES = [
+    # 1. probe verdicts
+    Case("consecutive_failures_act_on_the_third", unit(),
+         [(0, ACTIVE), *fails(10, 20, 30)], [(30, ["failing", "restart"])], Health.STARTING),
+    Case("two_failures_do_not_act", unit(), [(0, ACTIVE), *fails(10, 20)], [], Health.HEALTHY),
+    Case("single_failure_acts_when_failures_is_1", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), *fails(10)], [(10, ["failing", "restart"])]),
+    Case("a_success_breaks_consecutive_failures", unit(),
+         [(0, ACTIVE), *fails(10, 20), (30, ok()), *fails(40, 50)], [], Health.HEALTHY),
+    Case("consecutive_failures_after_a_success_act", unit(),
+         [(0, ACTIVE), *fails(10, 20), (30, ok()), *fails(40, 50, 60)],
+         [(60, ["failing", "restart"])]),
+    Case("x_of_last_y_acts_on_two_of_three", unit(probes=(probe(failures=2, window=3),)),
+         [(0, ACTIVE), (10, bad()), (20, ok()), (30, bad())], [(30, ["failing", "restart"])]),
+    Case("x_of_last_y_ignores_failures_out_of_the_window",
+         unit(probes=(probe(failures=2, window=3),)),
+         [(0, ACTIVE), (10, bad()), (20, ok()), (30, ok()), (40, bad()), (50, ok())], []),
+    Case("x_of_last_y_slides", unit(probes=(probe(failures=2, window=3),)),
+         [(0, ACTIVE), (10, bad()), (20, ok()), (30, ok()), (40, bad()), (50, ok()),
+          (60, bad())], [(60, ["failing", "restart"])]),
+    Case("kill_first_is_passed_on", unit(kill_first=True, probes=(probe(failures=1),)),
+         [(0, ACTIVE), *fails(10)], [(10, ["failing", "restart!kill"])]),
+    Case("action_alert_only_alerts", unit(action=Then.ALERT),
+         [(0, ACTIVE), *fails(10, 20, 30, 40, 50, 60, 70)], [(30, ["failing"])],
+         Health.FAILING),
+    Case("action_stop", unit(action=Then.STOP), [(0, ACTIVE), *fails(10, 20, 30)],
+         [(30, ["failing", "stop"])]),
+    Case("action_start", unit(action=Then.START), [(0, ACTIVE), *fails(10, 20, 30)],
+         [(30, ["failing", "start"])]),
+    Case("action_unmonitor_then_silence", unit(action=Then.UNMONITOR),
+         [(0, ACTIVE), *fails(10, 20, 30, 40, 50, 60), (70, crashed()), (80, over())],
+         [(30, ["failing", "unmonitor"])], Health.UNMONITORED),
+    Case("recovery_needs_recover_consecutive_successes",
+         unit(action=Then.ALERT, probes=(probe(recover=2),)),
+         [(0, ACTIVE), *fails(10, 20, 30), (40, ok()), (50, bad()), (60, ok()), (70, ok())],
+         [(30, ["failing"]), (70, ["recovered"])], Health.HEALTHY),
+    Case("one_success_is_not_recovery", unit(action=Then.ALERT, probes=(probe(recover=2),)),
+         [(0, ACTIVE), *fails(10, 20, 30), (40, ok())], [(30, ["failing"])], Health.FAILING),
+    Case("still_failing_after_restart_restarts_without_second_alert", unit(),
+         [(0, ACTIVE), *fails(10, 20, 30), (31, ACTIVE), *fails(40, 50, 60)],
+         [(30, ["failing", "restart"]), (60, ["restart"])]),
+    Case("unit_alerts_once_for_two_probes_and_recovers_with_the_last",
+         unit(action=Then.ALERT, probes=(probe("a"), probe("b"))),
+         [(0, ACTIVE), *fails(10, 20, 30, name="a"), *fails(10, 20, 30, name="b"),
+          (40, ok("a")), (50, ok("b"))], [(30, ["failing"]), (50, ["recovered"])]),
+    Case("unknown_probe_is_ignored", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), *fails(10, name="nope")], [], Health.HEALTHY),
+    Case("failures_while_stopped_are_not_counted", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), (5, STOPPED), *fails(10, 20, 30)], [], Health.STOPPED),
+    # 2. startup grace
+    Case("initial_grace_hides_failures", unit(grace=30.0),
+         [(0, ACTIVE), *fails(10, 20, 29.9, 30, 40)], [], Health.HEALTHY),
+    Case("grace_is_starting", unit(grace=30.0), [(0, ACTIVE), (10, ok())], [],
+         Health.STARTING),
+    Case("grace_ends_exactly_at_start_plus_grace", unit(grace=30.0, probes=(probe(failures=1),)),
+         [(0, ACTIVE), *fails(29.9, 30)], [(30, ["failing", "restart"])]),
+    Case("failures_count_after_grace", unit(grace=30.0),
+         [(0, ACTIVE), *fails(10, 20, 30, 40, 50)], [(50, ["failing", "restart"])]),
+    Case("startup_probe_ends_grace",
+         unit(grace=30.0, probes=(probe("up", startup=True), probe("p", failures=1))),
+         [(0, ACTIVE), (5, ok("up")), (6, bad())], [(6, ["failing", "restart"])]),
+    Case("other_probe_success_does_not_end_grace",
+         unit(grace=30.0, probes=(probe("up"), probe("p", failures=1))),
+         [(0, ACTIVE), (5, ok("up")), (6, bad())], []),
+    Case("grace_restarts_when_sdwatch_restarted_it",
+         unit(grace=30.0, probes=(probe(failures=1),)),
+         [(0, ACTIVE), (100, bad()), (105, ACTIVE), *fails(110, 134.9, 135)],
+         [(100, ["failing", "restart"]), (135, ["restart"])]),
+    Case("grace_restarts_when_systemd_restarted_it",
+         unit(grace=30.0, action=Then.ALERT, probes=(probe(failures=1),)),
+         [(0, ACTIVE), (40, AUTO_RESTART), (41, ACTIVATING), (42, ACTIVE), *fails(50, 72)],
+         [(72, ["failing"])]),
+    Case("successes_count_during_grace",
+         unit(grace=30.0, action=Then.ALERT, probes=(probe(failures=1, recover=2),)),
+         [(0, ACTIVE), (40, bad()), (50, AUTO_RESTART), (51, ACTIVE), (52, ok()), (53, ok())],
+         [(40, ["failing"]), (53, ["recovered"])]),
+    Case("pending_restart_ignores_probes", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), (10, bad()), (11, bad()), (12, ok()), (13, bad()), (14, ACTIVE),
+          (15, bad())], [(10, ["failing", "restart"]), (15, ["restart"])]),
+    Case("pending_restart_is_starting", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), (10, bad()), (11, bad())], [(10, ["failing", "restart"])],
+         Health.STARTING),
+    Case("pending_restart_ignores_successes", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), (10, bad()), (11, ok()), (12, ACTIVE), (13, ok())],
+         [(10, ["failing", "restart"]), (13, ["recovered"])]),
+    Case("pending_restart_ends_after_timeout", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), (10, bad()), (10 + PENDING_TIMEOUT - 1, bad()),
+          (10 + PENDING_TIMEOUT, Tick()), (10 + PENDING_TIMEOUT + 1, bad())],
+         [(10, ["failing", "restart"]), (10 + PENDING_TIMEOUT + 1, ["restart"])]),
+    Case("restart_that_ends_failed_is_a_crash_after_timeout", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), (10, bad()), (11, ACTIVATING), (12, crashed()),
+          (10 + PENDING_TIMEOUT - 1, Tick()), (10 + PENDING_TIMEOUT, Tick())],
+         [(10, ["failing", "restart"]), (10 + PENDING_TIMEOUT, ["crashed", "restart"])]),
+    # 3. restart limit
+    Case("restart_limit_3_allows_exactly_3",
+         unit(restart_limit=RestartLimit(restarts=3, within=100.0),
+              probes=(probe(failures=1),)),
+         crash_loop([0, 10, 20, 30, 40, 50]),
+         [(0, ["failing", "restart"]), (10, ["restart"]), (20, ["restart"]), (30, ["gave_up"])],
+         Health.GAVE_UP),
+    Case("restart_exactly_within_seconds_ago_no_longer_counts",
+         unit(restart_limit=RestartLimit(restarts=3, within=100.0),
+              probes=(probe(failures=1),)),
+         crash_loop([0, 10, 20, 100]),
+         [(0, ["failing", "restart"]), (10, ["restart"]), (20, ["restart"]),
+          (100, ["restart"])]),
+    Case("restart_just_inside_within_counts",
+         unit(restart_limit=RestartLimit(restarts=3, within=100.0),
+              probes=(probe(failures=1),)),
+         crash_loop([0, 10, 20, 99.9]),
+         [(0, ["failing", "restart"]), (10, ["restart"]), (20, ["restart"]),
+          (99.9, ["gave_up"])]),
+    Case("rearm_after_rearm_seconds_and_restart_again",
+         unit(restart_limit=RestartLimit(restarts=1, within=100.0, rearm=1000.0),
+              probes=(probe(failures=1),)),
+         [*crash_loop([0, 10]), (1009.9, Tick()), (1010, Tick()), (1011, ACTIVE),
+          (1020, bad())],
+         [(0, ["failing", "restart"]), (10, ["gave_up"]), (1010, ["rearmed", "restart"]),
+          (1020, ["gave_up"])]),
+    Case("rearm_restarts_a_unit_that_hit_start_limit",
+         unit(restart_limit=RestartLimit(restarts=1, within=100.0, rearm=1000.0)),
+         [(0, ACTIVE), (10, crashed()), (11, ACTIVE), (20, crashed("start-limit-hit")),
+          (1020, Tick())],
+         [(10, ["crashed", "restart"]), (20, ["crashed", "gave_up"]),
+          (1020, ["rearmed", "reset-failed", "restart"])]),
+    Case("rearm_of_a_healthy_unit_only_alerts",
+         unit(restart_limit=RestartLimit(restarts=1, within=100.0, rearm=1000.0),
+              probes=(probe(failures=1),)),
+         [*crash_loop([0, 10]), (20, ok()), (1010, Tick())],
+         [(0, ["failing", "restart"]), (10, ["gave_up"]), (20, ["recovered"]),
+          (1010, ["rearmed"])], Health.HEALTHY),
+    Case("gave_up_then_unmonitor",
+         unit(restart_limit=RestartLimit(restarts=1, within=100.0, rearm=1000.0,
+                                         then=Then.UNMONITOR), probes=(probe(failures=1),)),
+         [*crash_loop([0, 10, 20]), (30, crashed()), (1009, Tick())],
+         [(0, ["failing", "restart"]), (10, ["gave_up", "unmonitor"])], Health.UNMONITORED),
+    Case("unmonitored_by_the_limit_is_monitored_again_on_rearm",
+         unit(restart_limit=RestartLimit(restarts=1, within=100.0, rearm=1000.0,
+                                         then=Then.UNMONITOR), probes=(probe(failures=1),)),
+         [*crash_loop([0, 10]), (30, crashed()), (1010, Tick())],
+         [(0, ["failing", "restart"]), (10, ["gave_up", "unmonitor"]),
+          (1010, ["rearmed", "restart"])], Health.STARTING),
+    Case("gave_up_then_stop",
+         unit(restart_limit=RestartLimit(restarts=1, within=100.0, then=Then.STOP),
+              probes=(probe(failures=1),)),
+         crash_loop([0, 10]), [(0, ["failing", "restart"]), (10, ["gave_up", "stop"])]),
+    Case("gave_up_alerts_once_and_keeps_reporting",
+         unit(restart_limit=RestartLimit(restarts=1, within=100.0),
+              probes=(probe(failures=1),)),
+         [*crash_loop([0, 10, 20, 30]), (40, crashed()), (50, ACTIVE), (60, ok())],
+         [(0, ["failing", "restart"]), (10, ["gave_up"]), (40, ["crashed"]),
+          (60, ["recovered"])], Health.GAVE_UP),
+    Case("keep_running_starts_count_toward_the_limit",
+         unit(keep_running=True, restart_limit=RestartLimit(restarts=2, within=100.0)),
+         [(0, ACTIVE), (10, STOPPED), (11, ACTIVE), (20, STOPPED), (21, ACTIVE),
+          (30, STOPPED)],
+         [(10, ["start"]), (20, ["start"]), (30, ["gave_up"])], Health.GAVE_UP),
+    Case("rearm_starts_a_stopped_keep_running_unit",
+         unit(keep_running=True,
+              restart_limit=RestartLimit(restarts=1, within=100.0, rearm=1000.0)),
+         [(0, ACTIVE), (10, STOPPED), (11, ACTIVE), (20, STOPPED), (1019, Tick()),
+          (1020, Tick())],
+         [(10, ["start"]), (20, ["gave_up"]), (1020, ["rearmed", "start"])], Health.STARTING),
+    # 4. deliberate stops and crashes
+    Case("deliberate_stop_is_left_alone", unit(), [(0, ACTIVE), (10, STOPPED), (20, STOPPED)],
+         [], Health.STOPPED),
+    Case("keep_running_starts_a_stopped_unit_once", unit(keep_running=True),
+         [(0, ACTIVE), (10, STOPPED), (11, STOPPED)], [(10, ["start"])], Health.STARTING),
+    Case("found_stopped_at_first_read_with_keep_running", unit(keep_running=True),
+         [(0, STOPPED)], [(0, ["start"])]),
+    Case("crash_restarts", unit(), [(0, ACTIVE), (10, crashed())], [(10, ["crashed", "restart"])],
+         Health.STARTING),
+    Case("crash_is_failed_when_not_restarting", unit(action=Then.ALERT),
+         [(0, ACTIVE), (10, crashed("signal"))], [(10, ["crashed"])], Health.FAILED),
+    Case("crash_with_keep_running_restarts_despite_alert_action",
+         unit(action=Then.ALERT, keep_running=True),
+         [(0, ACTIVE), (10, crashed("core-dump"))], [(10, ["crashed", "restart"])]),
+    Case("crash_with_stop_action_does_not_restart", unit(action=Then.STOP),
+         [(0, ACTIVE), (10, crashed())], [(10, ["crashed"])]),
+    Case("crash_restart_kills_first", unit(kill_first=True),
+         [(0, ACTIVE), (10, crashed("watchdog"))], [(10, ["crashed", "restart!kill"])]),
+    Case("start_limit_hit_resets_failed_first", unit(),
+         [(0, ACTIVE), (10, crashed("start-limit-hit"))],
+         [(10, ["crashed", "reset-failed", "restart"])]),
+    Case("failed_at_first_read_is_a_crash", unit(), [(0, crashed("timeout"))],
+         [(0, ["crashed", "restart"])]),
+    Case("repeated_failed_observation_is_one_crash", unit(action=Then.ALERT),
+         [(0, ACTIVE), (10, crashed()), (11, crashed()), (12, Tick())], [(10, ["crashed"])]),
+    Case("auto_restart_is_left_to_systemd", unit(),
+         [(0, ACTIVE), (10, AUTO_RESTART), (11, SystemdObserved("failed", "auto-restart", "x"))],
+         [], Health.STARTING),
+    Case("systemd_giving_up_after_auto_restarts_is_a_crash", unit(),
+         [(0, ACTIVE), (10, AUTO_RESTART), (20, crashed("start-limit-hit"))],
+         [(20, ["crashed", "reset-failed", "restart"])]),
+    # 5. resource limits
+    Case("limit_acts_after_for_cycles", unit(memory=limit()),
+         [(0, ACTIVE), (10, over()), (20, over()), (30, over())], [(30, ["limit", "restart"])]),
+    Case("limit_counter_resets_under", unit(memory=limit()),
+         [(0, ACTIVE), (10, over()), (20, over()), (30, over(is_over=False)), (40, over()),
+          (50, over())], [], Health.HEALTHY),
+    Case("limit_ignored_during_grace", unit(grace=30.0, memory=limit()),
+         [(0, ACTIVE), (10, over()), (20, over()), (29, over()), (30, over()), (40, over()),
+          (50, over())], [(50, ["limit", "restart"])]),
+    Case("limit_ignored_while_restart_pending", unit(memory=limit(for_cycles=1)),
+         [(0, ACTIVE), (10, over()), (11, over()), (12, over()), (13, ACTIVE), (14, over())],
+         [(10, ["limit", "restart"]), (14, ["limit", "restart"])]),
+    Case("limit_alert_once_per_episode", unit(memory=limit(then=Then.ALERT)),
+         [(0, ACTIVE), *[(t, over()) for t in range(10, 70, 10)], (70, over(is_over=False)),
+          *[(t, over()) for t in range(80, 110, 10)]],
+         [(30, ["limit"]), (100, ["limit"])]),
+    Case("limit_is_failing_while_tripped", unit(memory=limit(then=Then.ALERT)),
+         [(0, ACTIVE), (10, over()), (20, over()), (30, over())], [(30, ["limit"])],
+         Health.FAILING),
+    Case("limit_counter_resets_after_action", unit(memory=limit(for_cycles=2, then=Then.STOP)),
+         [(0, ACTIVE), (10, over()), (20, over()), (30, over()), (40, over())],
+         [(20, ["limit", "stop"]), (40, ["stop"])]),
+    Case("limit_unmonitor", unit(tasks=limit(for_cycles=1, then=Then.UNMONITOR)),
+         [(0, ACTIVE), (10, over("tasks")), (20, over("tasks"))], [(10, ["limit", "unmonitor"])],
+         Health.UNMONITORED),
+    Case("unconfigured_resource_is_ignored", unit(memory=limit(for_cycles=1)),
+         [(0, ACTIVE), (10, over("cpu")), (20, over("bogus"))], []),
+    # 6. unmonitored units
+    Case("unmonitored_unit_never_acts", unit(memory=limit(for_cycles=1), keep_running=True),
+         [(0, ACTIVE), *fails(10, 20, 30), (40, over()), (50, crashed()), (60, STOPPED),
+          (70, ActionFinished(Restart(False, "x"), False, "boom"))], [], Health.UNMONITORED,
+         state=replace(initial(unit(), 0.0), unmonitored=True)),
+    # 7. results of actions
+    Case("restart_call_succeeded_alerts_restarted", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), (10, bad()), (10.5, ActionFinished(Restart(False, "x"), True))],
+         [(10, ["failing", "restart"]), (10.5, ["restarted"])]),
+    Case("restart_call_failed_alerts_and_ends_pending", unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), (10, bad()), (10.5, RESTART_FAILED), (20, bad())],
+         [(10, ["failing", "restart"]), (10.5, ["failing"]), (20, ["restart"])]),
+    Case("failed_restart_calls_count_toward_the_limit",
+         unit(restart_limit=RestartLimit(restarts=1, within=100.0),
+              probes=(probe(failures=1),)),
+         [(0, ACTIVE), (10, bad()), (10.5, RESTART_FAILED), (20, bad())],
+         [(10, ["failing", "restart"]), (10.5, ["failing"]), (20, ["gave_up"])]),
+    Case("failed_alert_does_not_alert", unit(),
+         [(0, ACTIVE), (10, ActionFinished(Alert("failing", "x"), False, "smtp down")),
+          (11, ActionFinished(ResetFailed(), False, "no")),
+          (12, ActionFinished(Unmonitor("x"), False, "no"))], []),
+    Case("failed_stop_alerts", unit(),
+         [(0, ACTIVE), (10, ActionFinished(Stop("x"), False, "timeout")),
+          (11, ActionFinished(Stop("x"), True))], [(10, ["failing"])]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_step_table(case: Case) -> None:
+    state, emitted = run(case.cfg, case.steps, case.state)
+    assert emitted == case.expected
+    if case.health is not None:
+        at = case.at if case.at is not None else case.steps[-1][0]
+        assert health(case.cfg, state, at) is case.health
+
+
+def test_step_restart_limit_counts_and_history() -> None:
+    cfg = unit(restart_limit=RestartLimit(restarts=3, within=100.0), probes=(probe(failures=1),))
+    state, _ = run(cfg, crash_loop([0, 10, 20, 30]))
+    assert state.total_restarts == 3
+    assert state.restarts == (0, 10, 20)
+    assert state.gave_up_at == 30
+
+
+def test_step_actions_carry_reasons() -> None:
+    cfg = unit(probes=(probe(failures=1),))
+    state, _ = step(cfg, initial(cfg, 0.0), ACTIVE, 0.0)
+    _, actions = step(cfg, state, bad(), 10.0)
+    assert actions[0] == Alert("failing", "app.service: probe p failed 1 of the last 1 times: "
+                                          "connection refused")
+    assert actions[1] == Restart(kill_first=False,
+                                 reason="probe p failed 1 of the last 1 times: connection refused")
+    _, actions = step(cfg, state, crashed("core-dump"), 10.0)
+    assert actions[0] == Alert("crashed", "app.service failed (core-dump)")
+    _, actions = step(cfg, state, RESTART_FAILED, 11.0)
+    assert actions == [Alert("failing", "app.service: sdwatch could not restart it: "
+                                        "Access denied")]
+
+
+def test_health_new_states_are_not_ok() -> None:
+    assert not Health.GAVE_UP.ok and not Health.UNMONITORED.ok
+    assert Health.HEALTHY.ok and Health.STARTING.ok
+
+
+def test_health_unknown_before_systemd_is_observed() -> None:
+    cfg = unit()
+    assert health(cfg, initial(cfg, 0.0), 5.0) is Health.UNKNOWN
+
+
+def test_describe_is_json_and_complete() -> None:
+    cfg = unit(memory=limit(), grace=30.0)
+    state, _ = run(cfg, [(0, ACTIVE), (40, bad()), (50, over())])
+    data = json.loads(json.dumps(describe(state)))
+    assert data["probes"]["p"] == {"ok": False, "reason": "connection refused", "at": 40,
+                                   "failing": False, "consecutive_failures": 1,
+                                   "consecutive_successes": 0, "recent_failures": 1}
+    assert data["limits"]["memory"]["over_for"] == 1
+    assert data["last_failure"] == {"reason": "probe p: connection refused", "at": 40}
+    assert data["grace_until"] == 30.0
+    assert (data["restarts_by_sdwatch"], data["gave_up"], data["unmonitored"]) == (0, False,
+                                                                                   False)
+    assert data["systemd"] == {"active_state": "active", "sub_state": "running",
+                               "result": "success"}
+
+
+def test_persistent_round_trip() -> None:
+    cfg = unit(restart_limit=RestartLimit(restarts=2, within=100.0, then=Then.UNMONITOR),
+               probes=(probe(failures=1),))
+    state, _ = run(cfg, crash_loop([1000, 1010, 1020]))
+    assert state.gave_up and state.unmonitored
+    data = json.loads(json.dumps(to_persistent(state)))
+    back = from_persistent(cfg, data, 1030.0)
+    assert back.restarts == state.restarts == (1000, 1010)
+    assert (back.total_restarts, back.gave_up_at, back.unmonitored) == (2, 1020, True)
+    assert back.grace_until == 1030.0 + cfg.grace
+
+
+def test_persistent_history_keeps_counting() -> None:
+    cfg = unit(restart_limit=RestartLimit(restarts=2, within=100.0), probes=(probe(failures=1),))
+    state = from_persistent(cfg, {"restarts": [990, 995], "total_restarts": 7}, 1000.0)
+    _, emitted = run(cfg, [(1000, ACTIVE), (1001, bad())], state)
+    assert emitted == [(1001, ["failing", "gave_up"])]
+
+
+def test_persistent_gave_up_rearms_on_time() -> None:
+    cfg = unit(restart_limit=RestartLimit(rearm=100.0))
+    state = from_persistent(cfg, {"gave_up": True, "gave_up_at": 950, "future_key": {}}, 1000.0)
+    assert health(cfg, state, 1000.0) is Health.GAVE_UP
+    _, emitted = run(cfg, [(1049, Tick()), (1050, Tick())], state)
+    assert emitted == [(1050, ["rearmed"])]
+
+
+def test_persistent_gave_up_without_time_rearms_from_now() -> None:
+    cfg = unit()
+    state = from_persistent(cfg, {"gave_up": True}, 1000.0)
+    assert state.gave_up_at == 1000.0
+
+
+@pytest.mark.parametrize("data", [None, "garbage", 42, [], [1, 2], b"x", {},
+                                  {"version": 99, "something": "new"},
+                                  {"restarts": "no", "total_restarts": -1, "gave_up": "yes",
+                                   "gave_up_at": "then", "unmonitored": 1},
+                                  {"restarts": None, "total_restarts": True, "gave_up": None}])
+def test_persistent_garbage_gives_initial(data: object) -> None:
+    cfg = unit()
+    assert from_persistent(cfg, data, 5.0) == initial(cfg, 5.0)
+
+
+def test_persistent_drops_unreadable_restart_times() -> None:
+    cfg = unit()
+    data = {"restarts": [1, "x", None, 2.5, True, float("nan"), -3]}
+    assert from_persistent(cfg, data, 5.0).restarts == (1.0, 2.5)
+
+
+def test_step_never_mutates_the_given_state() -> None:
+    cfg = unit(probes=(probe(failures=1),), memory=limit(for_cycles=1))
+    state = initial(cfg, 0.0)
+    snapshot = repr(state)
+    for obs in (ACTIVE, bad(), over(), crashed(), Tick()):
+        step(cfg, state, obs, 10.0)
+    assert repr(state) == snapshot
+
+
+def test_step_probe_added_by_a_config_reload() -> None:
+    old = unit(action=Then.ALERT)
+    new = unit(action=Then.ALERT, probes=(probe(), probe("extra", failures=1)))
+    state, _ = step(old, initial(old, 0.0), ACTIVE, 0.0)
+    state, actions = step(new, state, bad("extra"), 10.0)
+    assert [short(a) for a in actions] == ["failing"]
+    assert [p.name for p in state.probes] == ["p", "extra"]
