@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import IO, Mapping
 
+from sdwatch.probes import net
 from sdwatch.probes.base import CheckFailed, CheckUnknown, CheckWarning, Metric, stage
 from sdwatch.quantities import Size
 from sdwatch.schema import SpecError
@@ -81,7 +82,7 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
         out, err = await asyncio.gather(
             _drain(proc.stdout, spec.output_bytes), _drain(proc.stderr, spec.output_bytes)
         )
-        await _readable(pidfd)
+        await net.readable(pidfd)
         code = proc.wait()
     finally:
         if proc.returncode is None:
@@ -89,7 +90,7 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
                 os.killpg(proc.pid, signal.SIGKILL)  # the leader is unreaped: the group is ours
             except ProcessLookupError:
                 pass
-            await _readable(pidfd)
+            await net.readable(pidfd)
             proc.wait()
         os.close(pidfd)
         proc.stdout.close()
@@ -112,23 +113,13 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
     raise CheckUnknown(reason if code == 3 else f"exit status {code}: {reason}", metrics)
 
 
-async def _readable(fd: int) -> None:
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
-
-
 async def _drain(pipe: IO[bytes], cap: int) -> bytes:
     """Read ``pipe`` to EOF without blocking the loop; return its first ``cap`` bytes."""
     fd = pipe.fileno()
     os.set_blocking(fd, False)
     kept = bytearray()
     while True:
-        await _readable(fd)
+        await net.readable(fd)
         try:
             chunk = os.read(fd, 65536)
         except BlockingIOError:

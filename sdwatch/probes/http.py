@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import os
 import re
 import ssl
@@ -135,7 +136,9 @@ def _compile(key: str, pattern: str) -> re.Pattern[str]:
         raise SpecError(key, f"invalid regex {pattern!r}: {exc}") from None
 
 
+@functools.cache
 def _tls_context(verify: bool) -> ssl.SSLContext:
+    """One context per mode for the process: loading the CA store costs ~60 ms each time."""
     context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False
@@ -205,13 +208,16 @@ async def _readline(reader: asyncio.StreamReader, what: str) -> bytes:
         raise ProtocolError(f"connection closed in {what}" + (
             f" after {exc.partial[:40]!r}" if exc.partial else "")) from None
     except ConnectionError as exc:
-        raise ProtocolError(f"connection lost in {what}: {exc.strerror or exc}") from None
+        raise ProtocolError(f"connection lost in {what}: {net.describe_oserror(exc)}") from None
 
 
 async def _read_head(reader: asyncio.StreamReader) -> tuple[StatusLine, list[tuple[str, str]]]:
     """Read the status line and headers, skipping interim 1xx responses."""
     while True:
-        status = parse_status_line(await _readline(reader, "status line"))
+        prefix = await net.read_exactly(reader, 5, "in status line")
+        if prefix != b"HTTP/":  # fail fast on another protocol instead of waiting for a line
+            raise ProtocolError(f"not an HTTP status line: {prefix!r}")
+        status = parse_status_line(prefix + await _readline(reader, "status line"))
         stage("reading headers")
         block, total = b"", 0
         while (line := await _readline(reader, "headers")) not in (b"\r\n", b"\n"):

@@ -159,6 +159,8 @@ async def _read_stats(reader: asyncio.StreamReader) -> bytes:
             raise ProtocolError(f"connection closed during stats: {exc.partial[:60]!r}") from None
         if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
             raise ProtocolError(f"stats refused: {line.strip()[:80]!r}")
+        if not line.startswith(b"STAT ") and line != b"END\r\n":
+            raise ProtocolError(f"unexpected stats line {line[:80]!r}")
         data += line
         if len(data) > MAX_STATS_BYTES:
             raise ProtocolError(f"stats reply exceeds {MAX_STATS_BYTES} bytes")

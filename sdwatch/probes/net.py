@@ -115,7 +115,7 @@ async def connect(
 
 def describe_oserror(exc: OSError) -> str:
     """Return "Connection refused" rather than asyncio's "Connect call failed ('::1', 80)"."""
-    return os.strerror(exc.errno) if exc.errno else str(exc)
+    return os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
 
 
 def _ssl_reason(exc: ssl.SSLError) -> str:
@@ -133,4 +133,15 @@ async def read_exactly(reader: asyncio.StreamReader, n: int, what: str) -> bytes
             else f"connection closed {what}"
         ) from None
     except ConnectionError as exc:
-        raise ProtocolError(f"connection lost {what}: {exc.strerror or exc}") from None
+        raise ProtocolError(f"connection lost {what}: {describe_oserror(exc)}") from None
+
+
+async def readable(fd: int) -> None:
+    """Return once ``fd`` is readable (data, EOF or error); cancellable, leaves no reader."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)

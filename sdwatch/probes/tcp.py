@@ -52,7 +52,8 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
             try:
                 await writer.drain()
             except ConnectionError as exc:
-                raise ProtocolError(f"connection lost while sending: {exc.strerror}") from None
+                reason = net.describe_oserror(exc)
+                raise ProtocolError(f"connection lost while sending: {reason}") from None
         if spec.expect is None:
             return {"bytes_read": 0}
         pattern = compile_bytes(spec.expect)
@@ -62,7 +63,8 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
             try:
                 chunk = await reader.read(spec.max_bytes - len(data))
             except ConnectionError as exc:
-                raise ProtocolError(f"connection lost while reading: {exc.strerror}") from None
+                reason = net.describe_oserror(exc)
+                raise ProtocolError(f"connection lost while reading: {reason}") from None
             if not chunk:
                 break
             data += chunk

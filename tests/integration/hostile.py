@@ -5,7 +5,7 @@ count only the probing side.  Prints one JSON line {behaviour: port} once all li
 Behaviours: silence (accept, say nothing), garbage (random bytes), close (close at once),
 drip (one byte per second of an HTTP reply), huge (HTTP 200 with an endless body),
 headers (endless header lines), ssh (an SSH banner), mysql_error (a MySQL error packet),
-reset (RST on accept).
+mysql_mute (a MySQL greeting, then silence), reset (RST on accept).
 """
 
 from __future__ import annotations
@@ -66,12 +66,21 @@ async def mysql_error(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     await reader.read()
 
 
+async def mysql_mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A valid SphinxQL-style greeting, then silence: a login blocks waiting for the answer."""
+    payload = (b"\x0a" + b"2.2.11-id64-release\x00" + b"\x01\x00\x00\x00" + bytes(range(1, 9))
+               + b"\x00" + b"\x08\x82" + b"\x21" + b"\x02\x00" + bytes(13)
+               + bytes(range(1, 13)) + b"\x00")
+    writer.write(len(payload).to_bytes(3, "little") + b"\x00" + payload)
+    await reader.read()
+
+
 async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-BEHAVIOURS = [silence, garbage, close, drip, huge, headers, ssh, mysql_error, reset]
+BEHAVIOURS = [silence, garbage, close, drip, huge, headers, ssh, mysql_error, mysql_mute, reset]
 
 
 def serve(handler):
