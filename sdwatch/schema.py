@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from typing import Any, Mapping, TypeVar
@@ -49,9 +50,7 @@ def build(cls: type[T], data: object, key: str = "") -> T:
     Raise SpecError naming the key at fault."""
     if not isinstance(data, Mapping):
         raise SpecError(key, f"expected a table, got {_describe(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    names = {_toml_name(f): f for f in fields.values()}
+    hints, names = _schema_of(cls)
     unknown = sorted(set(data) - set(names))
     if unknown:
         allowed = ", ".join(sorted(names))
@@ -133,6 +132,16 @@ def convert(hint: Any, value: object, key: str) -> Any:
             raise SpecError(key, f"expected a string, got {_describe(value)}")
         return value
     raise TypeError(f"schema: unsupported field type {hint!r} at {key}")
+
+
+@functools.cache
+def _schema_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """Type hints and TOML key -> field of a dataclass, computed once per class.
+
+    typing.get_type_hints evaluates string annotations: far too slow to repeat per table.
+    """
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    return typing.get_type_hints(cls), {_toml_name(f): f for f in fields}
 
 
 def _toml_name(field: dataclasses.Field) -> str:

@@ -99,13 +99,15 @@ def collect(sd: Any, config: Config, names: Sequence[str] = (), all_units: bool 
     from sdwatch.systemd import UnitError
 
     chosen, how = select_units(sd, config, names, all_units)
+    valid = [n for n in chosen if not unit_name_problem(n)]
+    rows = {row.name: row for row in sd.units_by_name(valid)}
     units = []
     for name in chosen:
         problem = unit_name_problem(name)
         try:
             if problem:
                 raise UnitError(problem)
-            info = sd.unit_info(name)
+            info = sd.unit_info(name, rows.get(name), brief=True)
         except UnitError as exc:
             units.append(_missing(name, str(exc), name in config.units))
             continue
@@ -248,13 +250,14 @@ def _unit_block(u: UnitStatus) -> list[str]:
 def render_summary(snap: Snapshot) -> str:
     """Return one line per unit: name, health, systemd state, memory, cpu."""
     width = max([len(u.name) for u in snap.units] + [10])
-    out = [f"{'Unit':<{width}}  {'Health':<9} {'State':<22} {'Memory':>10} {'CPU':>6} {'Up':>8}"]
+    out = [f"{'Unit':<{width}}  {'Health':<11} {'State':<22} {'Memory':>10} {'CPU':>6} {'Up':>8}"]
     for u in snap.units:
         state = f"{u.active_state} ({u.sub_state})"
         mem = format_size(u.memory) if u.memory is not None else "-"
         cpu = f"{u.cpu_percent:.1f}%" if u.cpu_percent is not None else "-"
         up = format_duration(u.uptime) if u.uptime is not None else "-"
-        out.append(f"{u.name:<{width}}  {u.health.value:<9} {state:<22} {mem:>10} {cpu:>6} {up:>8}")
+        out.append(f"{u.name:<{width}}  {u.health.value:<11} {state:<22} {mem:>10} {cpu:>6} "
+                   f"{up:>8}")
     return "\n".join(out) + "\n"
 
 

@@ -191,6 +191,21 @@ class Systemd:
             out.append(UnitSummary(name, _str(row[1]), _str(row[2]), _str(row[3]), _str(row[4])))
         return sorted(out, key=lambda u: u.name)
 
+    def units_by_name(self, names: Iterable[str]) -> list[UnitSummary]:
+        """Return a ListUnits row for each name, in order, loading units as needed.
+
+        Units that do not exist come back with load_state "not-found"."""
+        names = list(names)
+        if not names:
+            return []
+        rows = self._call(MANAGER_PATH, MANAGER_IFACE, b"ListUnitsByNames", b"as", [names])
+        out = []
+        for row in rows:
+            name = _str(row[0])
+            self._paths[name] = row[6]
+            out.append(UnitSummary(name, _str(row[1]), _str(row[2]), _str(row[3]), _str(row[4])))
+        return out
+
     def unit_path(self, name: str) -> bytes:
         """Return the unit's object path (loading the unit if needed); cached per connection."""
         path = self._paths.get(name)
@@ -202,8 +217,14 @@ class Systemd:
     def _get(self, path: bytes, iface: bytes, prop: bytes, sig: bytes) -> Any:
         return self._bus.get_property(DEST, path, iface, prop, sig)
 
-    def unit_info(self, name: str) -> UnitInfo:
-        """Return the unit's state and accounting as systemd reports it now."""
+    def unit_info(self, name: str, summary: UnitSummary | None = None,
+                  brief: bool = False) -> UnitInfo:
+        """Return the unit's state and accounting as systemd reports it now.
+
+        Every property is one bus round trip, so a caller showing many units can save them:
+        with ``summary`` (a fresh ListUnits row) its states are not read again; ``brief``
+        skips what sdwatch can read from the cgroup itself (memory, tasks, CPU) and the
+        unit-file state, leaving those None/""."""
         problem = unit_name_problem(name)
         if problem:
             raise UnitError(problem)
@@ -211,9 +232,18 @@ class Systemd:
         kind = name.rsplit(".", 1)[-1]
         iface = b"org.freedesktop.systemd1." + kind.capitalize().encode()
         try:
-            unit = {k: self._get(path, UNIT_IFACE, k.encode(), sig) for k, sig in _UNIT_PROPS}
+            props = _UNIT_PROPS if summary is None else _UNIT_PROPS[5:]
+            wanted = set(_PROPS_BY_TYPE.get(kind, ()))
+            if brief:
+                props = tuple(p for p in props if p[0] not in _SKIPPED_WHEN_BRIEF)
+                wanted -= _SKIPPED_WHEN_BRIEF
+            unit = {k: self._get(path, UNIT_IFACE, k.encode(), sig) for k, sig in props}
+            if summary is not None:
+                unit.update(Id=summary.name, Description=summary.description,
+                            LoadState=summary.load_state, ActiveState=summary.active_state,
+                            SubState=summary.sub_state)
             svc = {k: self._get(path, iface, k.encode(), sig)
-                   for k, sig in _TYPE_PROPS if k in _PROPS_BY_TYPE.get(kind, ())}
+                   for k, sig in _TYPE_PROPS if k in wanted}
         except Exception as exc:
             raise self._unit_error(name, exc) from None
         return UnitInfo(
@@ -266,6 +296,8 @@ _UNIT_PROPS = (("Id", b"s"), ("Description", b"s"), ("LoadState", b"s"), ("Activ
 _TYPE_PROPS = (("MainPID", b"u"), ("ControlGroup", b"s"), ("NRestarts", b"u"), ("Result", b"s"),
                ("ExecMainStartTimestamp", b"t"), ("MemoryCurrent", b"t"), ("TasksCurrent", b"t"),
                ("CPUUsageNSec", b"t"))
+_SKIPPED_WHEN_BRIEF = {"UnitFileState", "ExecMainStartTimestamp", "MemoryCurrent", "TasksCurrent",
+                       "CPUUsageNSec"}
 _CGROUP = ("ControlGroup", "MemoryCurrent", "TasksCurrent", "CPUUsageNSec")
 _PROPS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "service": ("MainPID", "NRestarts", "Result", "ExecMainStartTimestamp") + _CGROUP,

@@ -13,6 +13,14 @@ from sdwatch import resources
 from sdwatch.resources import UnitSample, average_cpu_percent, cpu_percent
 
 
+def _ready_child() -> subprocess.Popen:
+    """A sleeping python child that has finished starting (its memory no longer grows)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); "
+                              "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "up\n"
+    return child
+
+
 def _procs(path: pathlib.Path, *pids: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / "cgroup.procs").write_text("".join(f"{p}\n" for p in pids))
@@ -67,7 +75,7 @@ def test_cgroup_memory_reads_memory_current_on_v2(v2: pathlib.Path) -> None:
 
 
 def test_sample_unit_sums_every_process_and_counts_children(v2: pathlib.Path) -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    child = _ready_child()
     try:
         _procs(v2 / "system.slice" / "t.service", os.getpid())
         _procs(v2 / "system.slice" / "t.service" / "sub", child.pid)
@@ -124,3 +132,61 @@ def test_sample_system_is_plausible() -> None:
     assert s.memory_total > s.memory_used > 0
     assert s.cpus >= 1 and s.uptime > 0
     assert 0 <= s.cpu_user <= 100 and 0 <= s.cpu_system <= 100
+
+
+def test_read_process_agrees_with_psutil() -> None:
+    import psutil
+
+    child = _ready_child()
+    try:
+        for pid in (os.getpid(), child.pid):
+            mine, theirs = resources.read_process(pid), psutil.Process(pid)
+            assert mine is not None
+            assert abs(mine.rss - theirs.memory_info().rss) <= 0.05 * theirs.memory_info().rss
+            assert mine.threads == theirs.num_threads()
+            assert abs(mine.fds - theirs.num_fds()) <= 1  # listdir's own fd may show
+            times = theirs.cpu_times()
+            assert abs(mine.cpu_seconds - (times.user + times.system)) < 0.05
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_read_process_of_gone_or_zombie_process_is_none() -> None:
+    child = subprocess.Popen(["true"])
+    import psutil
+
+    psutil.Process(child.pid)
+    deadline = __import__("time").monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        assert __import__("time").monotonic() < deadline
+    assert resources.read_process(child.pid) is None  # exited, not yet reaped
+    child.wait()
+    assert resources.read_process(child.pid) is None
+
+
+def test_cgroup_cpu_comes_from_v2_cpu_stat(v2: pathlib.Path) -> None:
+    _procs(v2 / "system.slice" / "t.service")
+    (v2 / "system.slice" / "t.service" / "cpu.stat").write_text(
+        "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
+    assert resources.cgroup_cpu_nsec("/system.slice/t.service") == 1_500_000_000
+    s = resources.sample_unit("/system.slice/t.service")
+    assert s.cpu_from_cgroup and s.cpu_seconds == 1.5
+
+
+def test_no_cgroup_cpu_on_hybrid(hybrid: pathlib.Path) -> None:
+    assert resources.cgroup_cpu_nsec("/system.slice/t.service") is None
+
+
+def test_sample_system_agrees_with_psutil() -> None:
+    import psutil
+
+    s = resources.sample_system()
+    vm, sw = psutil.virtual_memory(), psutil.swap_memory()
+    assert s.memory_total == vm.total
+    assert abs(s.memory_used - (vm.total - vm.available)) < 0.05 * vm.total
+    assert s.swap_total == sw.total
+    assert abs(s.uptime - (__import__("time").time() - psutil.boot_time())) < 5
+    assert s.cpus == psutil.cpu_count()
+    times = psutil.cpu_times()
+    assert abs(s.cpu_user - 100 * (times.user + times.nice) / sum(times)) < 2
