@@ -103,7 +103,11 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
     if code == 0:
         return {**metrics, "output": text} if text else metrics
     if code < 0:
-        raise CheckUnknown(f"killed by {signal.Signals(-code).name}"
+        try:
+            signame = signal.Signals(-code).name
+        except ValueError:
+            signame = f"signal {-code}"
+        raise CheckUnknown(f"killed by {signame}"
                            + (f": {text}" if text else ""), metrics)
     reason = text or f"exit status {code}"
     if code == 1:
