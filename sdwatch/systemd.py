@@ -17,7 +17,7 @@ import re
 import sys
 import types
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sdwatch.states import unit_name_problem
 
@@ -289,6 +289,95 @@ class Systemd:
     def reload_daemon(self) -> None:
         """systemctl daemon-reload."""
         self._call(MANAGER_PATH, MANAGER_IFACE, b"Reload", b"", [])
+
+
+@dataclass(frozen=True)
+class Change:
+    """A unit's state as a PropertiesChanged signal told it (fields None when not in it)."""
+
+    unit: str
+    active_state: str | None = None
+    sub_state: str | None = None
+    result: str | None = None
+    main_pid: int | None = None
+
+
+class Events:
+    """A separate connection for signals: PropertiesChanged of watched units, via its fd.
+
+    Integrate with an event loop: wait for ``fileno()`` to be readable, then call
+    ``process()``, which hands each signal to ``on_change`` and returns.  ``process`` raises
+    SystemdUnavailable when the connection is gone (dbus or systemd restarted/re-executed):
+    make a new Events and re-read the units' states.
+    """
+
+    def __init__(self, on_change: Callable[[Change], None]) -> None:
+        lib = _dbuslib()
+        self._on_change = on_change
+        self._bus = _open_bus(lib)
+        self._units: dict[bytes, str] = {}
+        self._unit_paths: dict[str, bytes] = {}
+        try:
+            # without Subscribe systemd sends no unit signals to this client
+            self._bus.call_method(DEST, MANAGER_PATH, MANAGER_IFACE, b"Subscribe", [])
+        except Exception as exc:
+            self._bus.close()
+            raise SystemdUnavailable(_why_unreachable(exc)) from None
+
+        units = self._units
+        emit = on_change
+
+        # pystemd requires a plain function as callback (a bound method fails)
+        def on_signal(msg: Any, error: Any = None, userdata: Any = None) -> None:
+            msg.process_reply(True)
+            name = units.get(msg.headers.get("Path", b""))
+            if name is None:
+                return
+            _iface, changed, _ = msg.body
+            emit(Change(
+                unit=name,
+                active_state=_str(changed[b"ActiveState"]) if b"ActiveState" in changed else None,
+                sub_state=_str(changed[b"SubState"]) if b"SubState" in changed else None,
+                result=_str(changed[b"Result"]) if b"Result" in changed else None,
+                main_pid=int(changed[b"MainPID"]) if b"MainPID" in changed else None,
+            ))
+
+        self._callback = on_signal
+
+    def watch(self, name: str, path: bytes) -> None:
+        """Deliver this unit's PropertiesChanged signals (``path`` from Systemd.unit_path)."""
+        if name in self._unit_paths:
+            return
+        self._units[path] = name
+        self._unit_paths[name] = path
+        try:
+            self._bus.match_signal(DEST, path, PROPS_IFACE, b"PropertiesChanged",
+                                   self._callback, None)
+        except Exception as exc:
+            raise SystemdUnavailable(_why_unreachable(exc)) from None
+
+    def unwatch(self, name: str) -> None:
+        """Stop reporting this unit (its match stays on the bus until reconnect; it is cheap)."""
+        path = self._unit_paths.pop(name, None)
+        if path is not None:
+            self._units.pop(path, None)
+
+    def fileno(self) -> int:
+        """The connection's fd, readable when signals wait."""
+        return self._bus.get_fd()
+
+    def process(self) -> None:
+        """Handle every queued message; raise SystemdUnavailable if the connection broke."""
+        try:
+            for _ in range(10000):  # bounded: never starve the loop
+                if self._bus.process().is_empty():
+                    return
+        except Exception as exc:
+            raise SystemdUnavailable(f"lost the signal connection to systemd ({exc})") from None
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._bus.close()
 
 
 _UNIT_PROPS = (("Id", b"s"), ("Description", b"s"), ("LoadState", b"s"), ("ActiveState", b"s"),

@@ -6,7 +6,7 @@ import json
 import pathlib
 
 import psutil
-from conftest import sdwatch, show, systemctl, wait_for
+from sdcheck import sdwatch, show, systemctl, wait_for
 
 SLEEPER = "ExecStart=/bin/sleep infinity"
 FORKER = "ExecStart=/bin/sh -c 'sleep infinity & sleep infinity & exec sleep infinity'"

@@ -6,7 +6,7 @@ import os
 import signal
 
 import pytest
-from conftest import show, wait_for
+from sdcheck import show, wait_for
 
 from sdwatch.systemd import UnitError
 

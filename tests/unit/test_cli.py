@@ -6,9 +6,15 @@ import pathlib
 import subprocess
 import sys
 
-from conftest import systemd_is_pid1
-
 DATA = pathlib.Path(__file__).parent / "testdata" / "config"
+
+
+def systemd_is_pid1() -> bool:
+    try:
+        return (pathlib.Path("/proc/1/comm").read_text().strip() == "systemd"
+                and pathlib.Path("/run/systemd/system").is_dir())
+    except OSError:
+        return False
 
 
 def sdwatch(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
