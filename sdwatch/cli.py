@@ -108,6 +108,97 @@ def validate(config: Optional[str] = _config_option()) -> None:
 
 
 @app.command()
+def check(
+    units: Optional[List[str]] = typer.Argument(None, help="Units to check (default: all "
+                                                "configured units)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    config: Optional[str] = _config_option(),
+) -> None:
+    """Run every configured probe and resource check once, concurrently; exit 1 if any fails."""
+    import asyncio
+
+    from sdwatch import checks
+    from sdwatch.systemd import Systemd, SystemdUnavailable
+
+    cfg = _load_config(config)
+    names = list(units or cfg.units)
+    unknown = [n for n in names if n not in cfg.units]
+    if unknown:
+        _fail(f"not configured: {', '.join(unknown)} (see sdwatch validate)", EXIT_CONFIG)
+    try:
+        sd = Systemd()
+    except SystemdUnavailable:
+        sd = None  # probes still run; resource checks say why they cannot
+    try:
+        results = asyncio.run(checks.check_units(cfg, names, sd))
+    finally:
+        if sd is not None:
+            sd.close()
+    if as_json:
+        import dataclasses
+        import json
+
+        typer.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    else:
+        typer.echo(checks.render(results), nl=False)
+    raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+
+
+@app.command()
+def probe(
+    kind: str = typer.Argument(..., help="Probe kind: tcp, http, mysql, memcached, exec, file."),
+    target: str = typer.Argument(..., help="What to probe: address, URL, socket, command, path."),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-o", metavar="KEY=VALUE",
+                                               help="Another key of the kind, as in the config "
+                                               "file (repeatable), e.g. -o status=200."),
+    timeout: float = typer.Option(5.0, "--timeout", "-t", help="Seconds to wait."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Probe something once, ad hoc: e.g. sdwatch probe http http+unix:///run/puma.sock/up."""
+    import asyncio
+
+    from sdwatch.probes import REGISTRY
+    from sdwatch.probes.base import run
+    from sdwatch.schema import SpecError, build
+
+    if kind not in REGISTRY:
+        _fail(f"unknown probe kind {kind!r} (one of: {', '.join(sorted(REGISTRY))})",
+              EXIT_CONFIG)
+    entry = REGISTRY[kind]
+    table: dict = {entry.target: target}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--option {item!r}: expected KEY=VALUE", EXIT_CONFIG)
+        table[key.strip()] = _toml_value(value)
+    try:
+        spec = build(entry.spec, table, kind)
+    except SpecError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    result = asyncio.run(run(kind, spec, timeout))
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"ok": result.ok, "outcome": result.outcome.value,
+                               "duration": result.duration, "reason": result.reason,
+                               "metrics": dict(result.metrics)}, indent=2))
+    else:
+        typer.echo(f"{kind} {target}: {result.outcome.value} in "
+                   f"{result.duration * 1000:.1f}ms: {result.reason}")
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _toml_value(text: str) -> object:
+    """Read a --option value as TOML (numbers, booleans, lists), else as a plain string."""
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+@app.command()
 def version() -> None:
     """Print sdwatch's version."""
     from sdwatch import __version__

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -268,4 +268,53 @@ def _meminfo() -> dict[str, int]:
             parts = rest.split()
             if parts:
                 out[key] = int(parts[0]) * (1024 if len(parts) > 1 else 1)
+    return out
+
+
+@dataclass(frozen=True)
+class LimitReading:
+    """One resource compared with its configured limit."""
+
+    resource: str  # cpu, memory, tasks, fds, children
+    value: float  # in the limit's terms: % of a core (or of all cores), bytes or %, a count
+    threshold: float
+    over: bool
+    reason: str
+
+
+def evaluate(limits: dict[str, Any], sample: UnitSample, cpu: float | None,
+             memory_total: int, cpus: int) -> list[LimitReading]:
+    """Compare a sample with a unit's limits ({resource: config.Limit or None}).
+
+    ``cpu`` is the measured CPU use in % of one core (None when not measurable yet: no
+    reading is returned for cpu then).  Memory is the cgroup's charge (RSS total when the
+    cgroup gives none).  Pure function.
+    """
+    from sdwatch.quantities import format_size
+
+    out = []
+    for resource in ("cpu", "memory", "tasks", "fds", "children"):
+        limit = limits.get(resource)
+        if limit is None:
+            continue
+        if resource == "cpu":
+            if cpu is None:
+                continue
+            value = cpu / max(cpus, 1) if limit.relative else cpu
+            shown = f"cpu {value:.1f}%{' of all cores' if limit.relative else ''}"
+            limit_shown = f"{limit.value:g}%"
+        elif resource == "memory":
+            used = sample.memory if sample.memory is not None else sample.rss
+            if limit.relative:
+                value = 100.0 * used / memory_total if memory_total else 0.0
+                shown, limit_shown = f"memory {value:.1f}% of RAM", f"{limit.value:g}%"
+            else:
+                value = float(used)
+                shown, limit_shown = f"memory {format_size(used)}", format_size(limit.value)
+        else:
+            value = float(getattr(sample, resource))
+            shown, limit_shown = f"{resource} {value:.0f}", f"{limit.value:.0f}"
+        over = value > limit.value
+        out.append(LimitReading(resource, value, limit.value, over,
+                                f"{shown} {'above' if over else 'within'} {limit_shown}"))
     return out

@@ -66,6 +66,9 @@ class UnitInfo:
     memory_current: int | None
     tasks_current: int | None
     cpu_usage_nsec: int | None
+    exec_main_code: int = 0  # how the main process ended: 1 exited, 2 killed, 3 dumped core
+    exec_main_status: int = 0  # its exit status, or the signal number
+    invocation_id: str = ""  # the journal's _SYSTEMD_INVOCATION_ID of the current/last run
 
     @property
     def type(self) -> str:
@@ -262,6 +265,9 @@ class Systemd:
             memory_current=_opt(svc.get("MemoryCurrent", _UNSET)),
             tasks_current=_opt(svc.get("TasksCurrent", _UNSET)),
             cpu_usage_nsec=_opt(svc.get("CPUUsageNSec", _UNSET)),
+            exec_main_code=int(svc.get("ExecMainCode", 0)),
+            exec_main_status=int(svc.get("ExecMainStatus", 0)),
+            invocation_id=bytes(unit.get("InvocationID", b"")).hex(),
         )
 
     # -- acting ---------------------------------------------------------------------------------
@@ -381,15 +387,17 @@ class Events:
 
 
 _UNIT_PROPS = (("Id", b"s"), ("Description", b"s"), ("LoadState", b"s"), ("ActiveState", b"s"),
-               ("SubState", b"s"), ("UnitFileState", b"s"), ("ActiveEnterTimestamp", b"t"))
+               ("SubState", b"s"), ("UnitFileState", b"s"), ("ActiveEnterTimestamp", b"t"),
+               ("InvocationID", b"ay"))
 _TYPE_PROPS = (("MainPID", b"u"), ("ControlGroup", b"s"), ("NRestarts", b"u"), ("Result", b"s"),
                ("ExecMainStartTimestamp", b"t"), ("MemoryCurrent", b"t"), ("TasksCurrent", b"t"),
-               ("CPUUsageNSec", b"t"))
+               ("CPUUsageNSec", b"t"), ("ExecMainCode", b"i"), ("ExecMainStatus", b"i"))
 _SKIPPED_WHEN_BRIEF = {"UnitFileState", "ExecMainStartTimestamp", "MemoryCurrent", "TasksCurrent",
-                       "CPUUsageNSec"}
+                       "CPUUsageNSec", "ExecMainCode", "ExecMainStatus", "InvocationID"}
 _CGROUP = ("ControlGroup", "MemoryCurrent", "TasksCurrent", "CPUUsageNSec")
 _PROPS_BY_TYPE: dict[str, tuple[str, ...]] = {
-    "service": ("MainPID", "NRestarts", "Result", "ExecMainStartTimestamp") + _CGROUP,
+    "service": ("MainPID", "NRestarts", "Result", "ExecMainStartTimestamp", "ExecMainCode",
+                "ExecMainStatus") + _CGROUP,
     "scope": ("Result",) + _CGROUP,
     "slice": _CGROUP,
     "socket": ("Result",) + _CGROUP,

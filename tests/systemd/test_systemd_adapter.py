@@ -82,3 +82,13 @@ def test_start_limit_hit_and_reset_failed(sd, make_unit) -> None:
     wait_for(lambda: show(name, "ActiveState") == "inactive", what="reset after start limit")
     sd.start(name)  # accepted again after ResetFailed
     wait_for(lambda: show(name, "ActiveState") == "active", what="started again")
+
+
+def test_exit_details_and_invocation_id(sd, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sh -c 'exit 7'")
+    wait_for(lambda: show(name, "ActiveState") == "failed", what="failed")
+    info = sd.unit_info(name)
+    assert (info.result, info.exec_main_code, info.exec_main_status) == ("exit-code", 1, 7)
+    assert info.invocation_id == show(name, "InvocationID") and len(info.invocation_id) == 32
+    brief = sd.unit_info(name, brief=True)
+    assert brief.invocation_id == "" and brief.result == "exit-code"

@@ -190,3 +190,42 @@ def test_sample_system_agrees_with_psutil() -> None:
     assert s.cpus == psutil.cpu_count()
     times = psutil.cpu_times()
     assert abs(s.cpu_user - 100 * (times.user + times.nice) / sum(times)) < 2
+
+
+def _limits(**kw):
+    import dataclasses
+
+    from sdwatch.config import Limit, _read_limit
+
+    return {r: _read_limit(r, dataclasses.replace(Limit(above=v)), r) for r, v in kw.items()}
+
+
+def _unit_sample(**kw) -> UnitSample:
+    base = dict(pids=(1, 2), rss=100 << 20, memory=200 << 20, cpu_seconds=1.0,
+                cpu_from_cgroup=False, tasks=40, fds=64, children=1, taken_at=0.0)
+    base.update(kw)
+    return UnitSample(**base)
+
+
+def test_evaluate_compares_each_configured_resource() -> None:
+    limits = _limits(cpu="90%", memory="150M", tasks="50", fds="64", children="0")
+    got = {r.resource: r for r in resources.evaluate(limits, _unit_sample(), 95.0, 1 << 30, 2)}
+    assert got["cpu"].over and got["cpu"].reason == "cpu 95.0% above 90%"
+    assert got["memory"].over and got["memory"].reason == "memory 200.0 MiB above 150.0 MiB"
+    assert not got["tasks"].over and got["tasks"].reason == "tasks 40 within 50"
+    assert not got["fds"].over  # equal is not above
+    assert got["children"].over
+
+
+def test_evaluate_relative_limits() -> None:
+    limits = _limits(cpu="40%/all", memory="10%")
+    got = {r.resource: r for r in resources.evaluate(limits, _unit_sample(), 100.0, 1 << 30, 2)}
+    assert got["cpu"].value == 50.0 and got["cpu"].over
+    assert got["memory"].value == pytest.approx(19.53, abs=0.01) and got["memory"].over
+
+
+def test_evaluate_skips_cpu_without_a_measurement_and_uses_rss_without_cgroup() -> None:
+    limits = _limits(cpu="10%", memory="150M")
+    got = resources.evaluate(limits, _unit_sample(memory=None), None, 1 << 30, 2)
+    assert [r.resource for r in got] == ["memory"]
+    assert not got[0].over and got[0].value == 100 << 20
