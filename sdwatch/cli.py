@@ -108,6 +108,19 @@ def validate(config: Optional[str] = _config_option()) -> None:
 
 
 @app.command()
+def run(
+    config: Optional[str] = _config_option(),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every probe result."),
+) -> None:
+    """Run the supervisor in the foreground (what sdwatch.service starts)."""
+    from sdwatch import daemon, logs
+
+    logs.setup(verbose)
+    cfg = _load_config(config)
+    raise typer.Exit(daemon.main(cfg, config))
+
+
+@app.command()
 def check(
     units: Optional[List[str]] = typer.Argument(None, help="Units to check (default: all "
                                                 "configured units)."),

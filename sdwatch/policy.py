@@ -192,10 +192,10 @@ def health(cfg: UnitConfig, state: UnitState, now: float) -> Health:
         return Health.STOPPED
     if state.active_state in ("activating", "reloading"):
         return Health.STARTING
+    if _in_grace(state, now):
+        return Health.STARTING  # no verdicts in grace: a probe still marked failing waits
     if _failing(state) or any(lim.tripped for lim in state.limits):
         return Health.FAILING
-    if _in_grace(state, now):
-        return Health.STARTING
     return Health.UNKNOWN if state.active_state == "" else Health.HEALTHY
 
 

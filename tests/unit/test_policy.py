@@ -488,3 +488,19 @@ def test_step_probe_added_by_a_config_reload() -> None:
     state, actions = step(new, state, bad("extra"), 10.0)
     assert [short(a) for a in actions] == ["failing"]
     assert [p.name for p in state.probes] == ["p", "extra"]
+
+
+def test_restarted_unit_is_starting_in_grace_then_failing_if_still_failing() -> None:
+    cfg = unit(probes=(probe(failures=1),), grace=10.0)
+    s = initial(cfg, 0.0)
+    s, _ = step(cfg, s, ACTIVE, 0.0)
+    s, acts = step(cfg, s, bad(), 20.0)
+    assert [type(a) for a in acts] == [Alert, Restart]
+    s, _ = step(cfg, s, ActionFinished(acts[-1], True, ""), 20.01)
+    s, _ = step(cfg, s, SystemdObserved("deactivating", "stop-sigterm", "success"), 20.02)
+    s, _ = step(cfg, s, ACTIVE, 20.1)
+    assert health(cfg, s, 20.1) is Health.STARTING  # the probe is still marked failing
+    assert health(cfg, s, 31.0) is Health.FAILING  # grace over, no success seen
+    s, acts = step(cfg, s, ok(), 21.0)
+    assert [short(a) for a in acts] == ["recovered"]
+    assert health(cfg, s, 31.0) is Health.HEALTHY

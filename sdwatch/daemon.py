@@ -1,0 +1,518 @@
+"""`sdwatch run`: the supervisor.  asyncio orchestration only; decisions live in policy.py.
+
+Two connections to systemd: method calls go through one worker thread (pystemd is blocking
+and its bus object must stay on one thread), signals arrive on a second connection read from
+the event loop.  Each unit's probes and resource checks run on their own schedule; every
+observation goes through ``policy.step`` and the actions it returns are executed in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sdwatch import policy, resources
+from sdwatch import state as state_file
+from sdwatch.config import Config, ConfigError, ProbeConfig, UnitConfig
+from sdwatch.logs import NOTICE
+from sdwatch.notify import Notifier, watchdog_interval
+from sdwatch.states import Health
+from sdwatch.systemd import Change, Events, Systemd, SystemdUnavailable, UnitError
+
+log = logging.getLogger("sdwatch")
+CALL_TIMEOUT = 30.0  # a systemd call that takes longer is treated as failed
+STATUS_SCHEMA = "sdwatch.daemon/1"
+TICK = 1.0
+
+
+@dataclass
+class Watch:
+    """The daemon's view of one unit: its config, policy state, and what it last saw."""
+
+    cfg: UnitConfig
+    state: policy.UnitState
+    result: str = ""  # last Result seen (arrives on the Service interface's signal)
+    main_pid: int = 0
+    control_group: str = ""
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # last result per probe
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_sample: resources.UnitSample | None = None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+
+class Supervisor:
+    """Watches the configured units until stopped; reload with ``reload()``."""
+
+    def __init__(self, cfg: Config, config_path: str | None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.notify = Notifier()
+        self.watches: dict[str, Watch] = {}
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sdwatch-bus")
+        self.sd: Systemd | None = None
+        self.events: Events | None = None
+        self.alerter: Any = None
+        self.started_at = time.time()
+        self.lateness: list[float] = []  # recent schedule lateness of probe runs, seconds
+        self.due: dict[str, float] = {}  # task name -> loop time it should next run by
+        self.stopping = asyncio.Event()
+        self.background: set[asyncio.Task] = set()
+        self.dirty = True
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Connect, watch, and serve until SIGTERM/SIGINT; return the exit status."""
+        loop = asyncio.get_running_loop()
+        for sig, handler in ((signal.SIGTERM, self.stopping.set), (signal.SIGINT,
+                             self.stopping.set), (signal.SIGHUP, self._on_sighup)):
+            loop.add_signal_handler(sig, handler)
+        try:
+            await self._call(self._connect_calls)
+            self._connect_events()
+        except SystemdUnavailable as exc:
+            log.error("%s", exc)
+            return 4
+        self.alerter = self._make_alerter(self.cfg)
+        saved = state_file.load(self._state_path)
+        for name, unit in self.cfg.units.items():
+            await self._add(unit, saved.get(name))
+        if not self.cfg.units:
+            log.info("no units configured: nothing to watch (see %s)",
+                     self.config_path or "/etc/sdwatch/sdwatch.toml")
+        self._spawn(self._ticker(), "ticker")
+        self._spawn(self._watchdog(), "watchdog")
+        if self.alerter is not None:
+            self._spawn(self.alerter.run(), "alerts")
+        self._write_status()
+        self.notify.ready(self._status_line())
+        log.info("watching %d units (%s)", len(self.watches), ", ".join(self.watches) or "none")
+        await self.stopping.wait()
+        self.notify.stopping()
+        log.info("stopping")
+        await self._shutdown()
+        return 0
+
+    async def _shutdown(self) -> None:
+        for w in self.watches.values():
+            for t in w.tasks:
+                t.cancel()
+        for t in list(self.background):
+            t.cancel()
+        await asyncio.gather(*[t for w in self.watches.values() for t in w.tasks],
+                             *self.background, return_exceptions=True)
+        self._save_state()
+        self._write_status()
+        if self.events is not None:
+            asyncio.get_running_loop().remove_reader(self.events.fileno())
+            self.events.close()
+        if self.alerter is not None:
+            self.alerter.close()
+        await self._call(lambda: self.sd.close() if self.sd else None)
+        self.pool.shutdown(wait=False)
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.background.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("internal error in %s: %r", task.get_name(), task.exception())
+
+    @property
+    def _state_path(self) -> str:
+        return os.path.join(self.cfg.settings.state_dir, "state.json")
+
+    @property
+    def _status_path(self) -> str:
+        return os.path.join(self.cfg.settings.runtime_dir, "status.json")
+
+    @staticmethod
+    def _make_alerter(cfg: Config) -> Any:
+        settings = getattr(cfg, "alert", None)
+        if settings is None:
+            return None
+        from sdwatch.alerts import Alerter
+
+        return Alerter(settings, cfg.settings.state_dir)
+
+    # -- systemd connections ----------------------------------------------------------------
+
+    def _connect_calls(self) -> None:
+        """(In the bus thread.)  Open the call connection."""
+        if self.sd is not None:
+            self.sd.close()
+        self.sd = None
+        self.sd = Systemd()
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` in the bus thread with a deadline; reconnect once if the bus went away."""
+        loop = asyncio.get_running_loop()
+
+        def attempt() -> Any:
+            try:
+                return fn()
+            except SystemdUnavailable:
+                self._connect_calls()
+                return fn()
+
+        return await asyncio.wait_for(loop.run_in_executor(self.pool, attempt), CALL_TIMEOUT)
+
+    def _connect_events(self) -> None:
+        """Open the signal connection and read it from the loop (units are watched by _add)."""
+        self.events = Events(self._on_change)
+        asyncio.get_running_loop().add_reader(self.events.fileno(), self._on_events_readable)
+
+    def _on_events_readable(self) -> None:
+        try:
+            self.events.process()
+        except SystemdUnavailable as exc:
+            log.warning("%s; reconnecting", exc)
+            asyncio.get_running_loop().remove_reader(self.events.fileno())
+            self.events.close()
+            self.events = None
+            self._spawn(self._reconnect_events(), "reconnect")
+
+    async def _reconnect_events(self) -> None:
+        delay = 0.05
+        while not self.stopping.is_set():
+            try:
+                await self._call(lambda: self.sd.unit_path("init.scope"))
+                self._connect_events()
+                for name in list(self.watches):
+                    path = await self._call(lambda n=name: self.sd.unit_path(n))
+                    self.events.watch(name, path)
+                break
+            except (TimeoutError, SystemdUnavailable, UnitError) as exc:
+                log.debug("reconnect failed: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        log.info("signal connection to systemd restored; re-reading unit states")
+        for name in list(self.watches):
+            await self._read_unit(name)  # catch what happened while we were deaf
+
+    def _on_change(self, change: Change) -> None:
+        w = self.watches.get(change.unit)
+        if w is None:
+            return
+        if change.result is not None:
+            w.result = change.result  # the Service interface's signal comes before the Unit's
+        if change.main_pid is not None:
+            w.main_pid = change.main_pid
+        if change.active_state is not None:
+            self.observe(change.unit, policy.SystemdObserved(
+                change.active_state, change.sub_state or "", w.result))
+            if change.active_state == "active":
+                self._spawn(self._read_unit(change.unit, observe=False), "read-unit")
+
+    async def _read_unit(self, name: str, observe: bool = True) -> None:
+        """Read a unit's state and cgroup from systemd; feed the state to policy if ``observe``.
+
+        Signals are the source of truth for state changes: a read racing them could hand
+        policy a stale state, so after a signal only the cgroup and main PID are refreshed."""
+        try:
+            info = await self._call(lambda: self.sd.unit_info(name))
+        except (TimeoutError, UnitError, SystemdUnavailable) as exc:
+            log.warning("%s: cannot read its state: %s", name, exc)
+            return
+        w = self.watches.get(name)
+        if w is None:
+            return
+        w.result, w.main_pid, w.control_group = info.result, info.main_pid, info.control_group
+        if not observe:
+            return
+        if info.load_state == "not-found":
+            log.warning("%s: no such unit (yet?)", name)
+        self.observe(name, policy.SystemdObserved(info.active_state, info.sub_state, info.result))
+
+    # -- units ------------------------------------------------------------------------------
+
+    async def _add(self, unit: UnitConfig, saved: Any = None,
+                   state: policy.UnitState | None = None) -> None:
+        now = time.time()
+        if state is None:
+            state = (policy.from_persistent(unit, saved, now) if saved is not None
+                     else policy.initial(unit, now))
+        w = self.watches[unit.name] = Watch(cfg=unit, state=state)
+        try:
+            path = await self._call(lambda: self.sd.unit_path(unit.name))
+            if self.events is not None:
+                self.events.watch(unit.name, path)
+        except (TimeoutError, UnitError, SystemdUnavailable) as exc:
+            log.warning("%s: cannot watch: %s", unit.name, exc)
+        await self._read_unit(unit.name)
+        for probe in unit.probes:
+            w.tasks.append(asyncio.get_running_loop().create_task(
+                self._probe_loop(unit.name, probe), name=f"{unit.name}/{probe.name}"))
+        if any(getattr(unit, r) for r in policy.RESOURCES):
+            w.tasks.append(asyncio.get_running_loop().create_task(
+                self._limits_loop(unit.name), name=f"{unit.name}/limits"))
+
+    async def _remove(self, name: str) -> policy.UnitState:
+        w = self.watches.pop(name)
+        for t in w.tasks:
+            t.cancel()
+        await asyncio.gather(*w.tasks, return_exceptions=True)
+        if self.events is not None:
+            self.events.unwatch(name)
+        return w.state
+
+    def observe(self, name: str, obs: Any) -> None:
+        """Feed one observation to the unit's policy and execute what it decides."""
+        w = self.watches.get(name)
+        if w is None:
+            return
+        now = time.time()
+        before = policy.health(w.cfg, w.state, now)
+        kept = policy.to_persistent(w.state)
+        w.state, actions = policy.step(w.cfg, w.state, obs, now)
+        after = policy.health(w.cfg, w.state, now)
+        if after is not before:
+            why = w.state.last_failure if after in (Health.FAILING, Health.FAILED) else ""
+            log.log(NOTICE if after.ok else logging.WARNING, "%s: %s -> %s%s", name,
+                    before.value, after.value, f" ({why})" if why else "")
+            self.notify.status(self._status_line())
+        if policy.to_persistent(w.state) != kept:
+            self._save_state()
+        if actions:
+            self._spawn(self._execute(name, actions), f"{name}/act")
+        self.dirty = True
+
+    async def _execute(self, name: str, actions: list) -> None:
+        import signal as sig
+
+        for action in actions:
+            if isinstance(action, policy.Alert):
+                await self._alert(name, action)
+                continue
+            if isinstance(action, policy.Unmonitor):
+                log.warning("%s: unmonitored (%s)", name, action.reason)
+                continue
+            calls: list[Callable[[], Any]] = []
+            if isinstance(action, policy.Restart):
+                if action.kill_first:
+                    calls.append(lambda: self.sd.kill(name, sig.SIGKILL, "all"))
+                calls.append(lambda: self.sd.restart(name))
+            elif isinstance(action, policy.Start):
+                calls.append(lambda: self.sd.start(name))
+            elif isinstance(action, policy.Stop):
+                calls.append(lambda: self.sd.stop(name))
+            elif isinstance(action, policy.ResetFailed):
+                calls.append(lambda: self.sd.reset_failed(name))
+            reason = getattr(action, "reason", "")
+            log.log(NOTICE, "%s: %s%s", name, type(action).__name__.lower(),
+                    f" ({reason})" if reason else "")
+            error = ""
+            try:
+                for call in calls:
+                    await self._call(call)
+            except (TimeoutError, UnitError, SystemdUnavailable) as exc:
+                error = str(exc) or "timed out"
+                log.error("%s: %s failed: %s", name, type(action).__name__.lower(), error)
+            self.observe(name, policy.ActionFinished(action, not error, error))
+
+    async def _alert(self, name: str, alert: policy.Alert) -> None:
+        level = logging.WARNING if alert.event in ("failing", "gave_up", "crashed",
+                                                   "limit") else NOTICE
+        log.log(level, "%s: alert %s: %s", name, alert.event, alert.message)
+        if self.alerter is None:
+            return
+        from sdwatch.alerts import AlertEvent
+
+        w = self.watches.get(name)
+        details = {"result": w.result if w else "",
+                   "restarts_sdwatch": w.state.total_restarts if w else 0}
+        await self.alerter.send(AlertEvent(unit=name, event=alert.event, message=alert.message,
+                                           time=time.time(), host=os.uname().nodename,
+                                           details=details))
+
+    # -- schedules --------------------------------------------------------------------------
+
+    async def _probe_loop(self, name: str, probe: ProbeConfig) -> None:
+        from sdwatch.probes.base import run
+
+        loop = asyncio.get_running_loop()
+        key = f"{name}/{probe.name}"
+        # a random first offset spreads many probes of the same interval over the interval
+        at = loop.time() + random.uniform(0, min(probe.interval, 1.0))
+        while True:
+            self.due[key] = at + probe.interval + probe.timeout
+            await asyncio.sleep(max(0.0, at - loop.time()))
+            self._late(loop.time() - at)
+            w = self.watches[name]
+            if w.state.active_state in ("active", "reloading", "activating", ""):
+                result = await run(probe.kind, probe.spec, probe.timeout)
+                w.probes[probe.name] = {"ok": result.ok, "outcome": result.outcome.value,
+                                        "reason": result.reason, "duration": result.duration,
+                                        "at": time.time(), "metrics": dict(result.metrics)}
+                if not result.ok:
+                    w.probes[probe.name]["last_failure"] = {"reason": result.reason,
+                                                            "at": time.time()}
+                self.observe(name, policy.ProbeObserved(probe.name, result.ok, result.reason))
+            at += probe.interval
+            if at < loop.time():  # overran (a slow probe): skip the missed runs
+                at = loop.time() + probe.interval
+
+    async def _limits_loop(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.cfg.settings.interval
+        at = loop.time() + random.uniform(0, min(interval, 1.0))
+        system = resources.sample_system()
+        while True:
+            self.due[f"{name}/limits"] = at + 2 * interval
+            await asyncio.sleep(max(0.0, at - loop.time()))
+            w = self.watches[name]
+            if w.state.active_state == "active" and w.control_group:
+                sample = resources.sample_unit(w.control_group, w.main_pid)
+                cpu = (resources.cpu_percent(w.last_sample, sample)
+                       if w.last_sample is not None else None)
+                w.last_sample = sample
+                limits = {r: getattr(w.cfg, r) for r in policy.RESOURCES}
+                for r in resources.evaluate(limits, sample, cpu, system.memory_total,
+                                            system.cpus):
+                    w.limits[r.resource] = {"value": r.value, "over": r.over,
+                                            "reason": r.reason, "at": time.time()}
+                    self.observe(name, policy.LimitObserved(r.resource, r.over, r.value,
+                                                            r.reason))
+            else:
+                w.last_sample = None
+            at += interval
+            if at < loop.time():
+                at = loop.time() + interval
+
+    def _late(self, seconds: float) -> None:
+        self.lateness.append(seconds)
+        if len(self.lateness) > 5000:
+            del self.lateness[:2500]
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            for name in list(self.watches):
+                self.observe(name, policy.Tick())
+            if self.dirty:
+                self._write_status()
+
+    async def _watchdog(self) -> None:
+        """Ping systemd's watchdog only while every schedule is kept: a stuck loop, or a probe
+        or resource task that stopped running, lets WatchdogSec fire."""
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            overdue = [k for k, t in self.due.items() if now > t + interval]
+            if overdue:
+                log.error("schedule not kept (%s): not telling the watchdog we are alive",
+                          ", ".join(overdue[:3]))
+            else:
+                self.notify.watchdog()
+            await asyncio.sleep(interval / 2)
+
+    # -- reload -----------------------------------------------------------------------------
+
+    def _on_sighup(self) -> None:
+        self._spawn(self.reload(), "reload")
+
+    async def reload(self) -> bool:
+        """Re-read the config; swap it in if valid, keep the old one otherwise."""
+        from sdwatch import config as config_mod
+
+        self.notify.reloading()
+        try:
+            new = config_mod.load(self.config_path)
+        except ConfigError as exc:
+            for message in exc.messages:
+                log.error("reload: %s", message)
+            log.error("reload failed: keeping the configuration in force")
+            self.notify.ready(self._status_line())
+            return False
+        old = self.cfg
+        self.cfg = new
+        kept = changed = 0
+        for name in list(self.watches):
+            if name not in new.units:
+                await self._remove(name)
+            elif new.units[name] != old.units.get(name) or new.settings != old.settings:
+                prev = await self._remove(name)
+                await self._add(new.units[name], policy.to_persistent(prev))
+                changed += 1
+            else:
+                kept += 1
+        for name, unit in new.units.items():
+            if name not in self.watches:
+                await self._add(unit, state_file.load(self._state_path).get(name))
+        if getattr(new, "alert", None) != getattr(old, "alert", None):
+            if self.alerter is not None:
+                self.alerter.close()
+            self.alerter = self._make_alerter(new)
+            if self.alerter is not None:
+                self._spawn(self.alerter.run(), "alerts")
+        self._save_state()
+        self.dirty = True
+        log.info("reloaded: %d units (%d unchanged, %d changed)", len(self.watches), kept,
+                 changed)
+        self.notify.ready(self._status_line())
+        return True
+
+    # -- status -----------------------------------------------------------------------------
+
+    def _health(self) -> dict[str, Health]:
+        now = time.time()
+        return {n: policy.health(w.cfg, w.state, now) for n, w in self.watches.items()}
+
+    def _status_line(self) -> str:
+        health = self._health()
+        bad = {n: h for n, h in health.items() if not h.ok}
+        line = f"{len(health)} units: {len(health) - len(bad)} healthy"
+        if bad:
+            first = next(iter(bad))
+            why = self.watches[first].state.last_failure or bad[first].value
+            line += f", {len(bad)} failing ({first.rsplit('.', 1)[0]}: {why})"
+        return line
+
+    def _save_state(self) -> None:
+        data = {n: policy.to_persistent(w.state) for n, w in self.watches.items()}
+        try:
+            state_file.save(self._state_path, data)
+        except OSError as exc:
+            log.error("cannot save state to %s: %s", self._state_path, exc)
+
+    def _write_status(self) -> None:
+        health = self._health()
+        late = sorted(self.lateness[-2000:])
+        units = {}
+        for name, w in self.watches.items():
+            described = policy.describe(w.state)
+            for pname, last in w.probes.items():
+                described["probes"].setdefault(pname, {}).update(last)
+            units[name] = {"health": health[name].value, **described, "limits_last": w.limits}
+        data = {
+            "schema": STATUS_SCHEMA, "pid": os.getpid(), "started_at": self.started_at,
+            "updated_at": time.time(), "config_files": list(self.cfg.files),
+            "status": self._status_line(), "units": units,
+            "scheduler": {"runs": len(self.lateness),
+                          "late_p50_ms": 1000 * late[len(late) // 2] if late else None,
+                          "late_p99_ms": 1000 * late[int(len(late) * 0.99)] if late else None},
+        }
+        try:
+            state_file.write_json_atomic(self._status_path, data)
+            self.dirty = False
+        except OSError as exc:
+            log.error("cannot write %s: %s", self._status_path, exc)
+
+
+def main(cfg: Config, config_path: str | None) -> int:
+    """Run the supervisor until stopped; return the process exit status."""
+    return asyncio.run(Supervisor(cfg, config_path).run())
