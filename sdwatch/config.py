@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from sdwatch.alerting.settings import AlertSettings
 from sdwatch.quantities import Duration, parse_percent, parse_size
 from sdwatch.schema import SpecError, build, join
 from sdwatch.states import unit_name_problem
@@ -138,6 +139,7 @@ class Config:
     settings: Settings = Settings()
     units: Mapping[str, UnitConfig] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    alert: AlertSettings = AlertSettings()
 
     @property
     def zero_config(self) -> bool:
@@ -191,6 +193,8 @@ def load(path: str | None = None) -> Config:
     settings_data: dict[str, Any] = {}
     settings_origin: dict[str, str] = {}
     unit_tables: dict[str, tuple[str, Any]] = {}
+    alert_data: dict[str, Any] = {}
+    alert_origin: dict[str, str] = {}  # "reminder" or "email[1]" -> the file it came from
     for file in files:
         try:
             with open(file, "rb") as f:
@@ -202,8 +206,13 @@ def load(path: str | None = None) -> Config:
             errors.append(f"{file}: TOML syntax error: {exc}")
             continue
         for key in data:
-            if key not in ("sdwatch", "unit"):
-                errors.append(f"{file}: {join('', key)}: unknown table (allowed: sdwatch, unit)")
+            if key not in ("sdwatch", "unit", "alert"):
+                errors.append(f"{file}: {join('', key)}: unknown table "
+                              "(allowed: alert, sdwatch, unit)")
+        if isinstance(data.get("alert"), Mapping):
+            _merge_alert(data["alert"], file, alert_data, alert_origin)
+        elif "alert" in data:
+            errors.append(f"{file}: alert: expected a table")
         if isinstance(data.get("sdwatch"), Mapping):
             for key, value in data["sdwatch"].items():
                 settings_data[key] = value
@@ -228,6 +237,13 @@ def load(path: str | None = None) -> Config:
         bad = exc.key.split(".")[1] if "." in exc.key else ""
         errors.append(f"{settings_origin.get(bad, files[0] if files else DEFAULT_PATH)}: {exc}")
 
+    alert = AlertSettings()
+    try:
+        alert = build(AlertSettings, alert_data, "alert")
+    except SpecError as exc:
+        where = exc.key.split(".")[1] if "." in exc.key else ""
+        errors.append(f"{alert_origin.get(where, files[0] if files else DEFAULT_PATH)}: {exc}")
+
     units_out: dict[str, UnitConfig] = {}
     for name, (file, table) in unit_tables.items():
         try:
@@ -236,7 +252,22 @@ def load(path: str | None = None) -> Config:
             errors.append(f"{file}: {exc}")
     if errors:
         raise ConfigError(errors)
-    return Config(settings=settings, units=units_out, files=tuple(files))
+    return Config(settings=settings, units=units_out, files=tuple(files), alert=alert)
+
+
+def _merge_alert(table: Mapping[str, Any], file: str, into: dict[str, Any],
+                 origin: dict[str, str]) -> None:
+    """Merge one file's [alert] table: channel lists add up across files, a later file's
+    other keys win; ``origin`` remembers which file each key or channel came from."""
+    for key, value in table.items():
+        if key in ("email", "webhook", "exec") and isinstance(value, list):
+            into.setdefault(key, [])
+            for item in value:
+                origin[join(key, len(into[key]))] = file
+                into[key].append(item)
+        else:
+            into[key] = value
+            origin[key] = file
 
 
 def _build_unit(name: str, table: Any, settings: Settings) -> UnitConfig:
@@ -274,8 +305,10 @@ def _build_probe(data: Any, key: str, settings: Settings) -> ProbeConfig:
     common = build(_ProbeCommon, {k: data[k] for k in _COMMON_PROBE_KEYS if k in data}, key)
     spec = build(REGISTRY[kind].spec, {k: v for k, v in data.items()
                                        if k not in _COMMON_PROBE_KEYS}, key)
-    timeout = common.timeout if common.timeout is not None else settings.timeout
     interval = common.interval if common.interval is not None else settings.interval
+    # an inherited timeout shrinks to a short interval; one written out must fit in it
+    timeout = (common.timeout if common.timeout is not None
+               else min(settings.timeout, interval))
     if timeout > interval:
         raise SpecError(join(key, "timeout"), f"timeout ({timeout:g}s) is longer than the "
                         f"interval ({interval:g}s)")

@@ -40,6 +40,7 @@ class Watch:
     state: policy.UnitState
     result: str = ""  # last Result seen (arrives on the Service interface's signal)
     main_pid: int = 0
+    seen: tuple[str, str, int] = ("", "", 0)  # last (active, sub, main pid) handed to policy
     control_group: str = ""
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # last result per probe
     limits: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -111,8 +112,7 @@ class Supervisor:
         self._save_state()
         self._write_status()
         if self.events is not None:
-            asyncio.get_running_loop().remove_reader(self.events.fileno())
-            self.events.close()
+            self._close_events()
         if self.alerter is not None:
             self.alerter.close()
         await self._call(lambda: self.sd.close() if self.sd else None)
@@ -171,16 +171,20 @@ class Supervisor:
     def _connect_events(self) -> None:
         """Open the signal connection and read it from the loop (units are watched by _add)."""
         self.events = Events(self._on_change)
-        asyncio.get_running_loop().add_reader(self.events.fileno(), self._on_events_readable)
+        self.events_fd = self.events.fileno()
+        asyncio.get_running_loop().add_reader(self.events_fd, self._on_events_readable)
+
+    def _close_events(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.events_fd)  # the fd the loop knows
+        self.events.close()
+        self.events = None
 
     def _on_events_readable(self) -> None:
         try:
             self.events.process()
         except SystemdUnavailable as exc:
             log.warning("%s; reconnecting", exc)
-            asyncio.get_running_loop().remove_reader(self.events.fileno())
-            self.events.close()
-            self.events = None
+            self._close_events()
             self._spawn(self._reconnect_events(), "reconnect")
 
     async def _reconnect_events(self) -> None:
@@ -210,6 +214,12 @@ class Supervisor:
         if change.main_pid is not None:
             w.main_pid = change.main_pid
         if change.active_state is not None:
+            seen = (change.active_state, change.sub_state or "", w.main_pid)
+            if seen == w.seen:
+                # systemd repeats ActiveState in every Unit PropertiesChanged (e.g. when a
+                # job is queued): policy hears only changes, or a new main process
+                return
+            w.seen = seen
             self.observe(change.unit, policy.SystemdObserved(
                 change.active_state, change.sub_state or "", w.result))
             if change.active_state == "active":
@@ -231,25 +241,30 @@ class Supervisor:
         w.result, w.main_pid, w.control_group = info.result, info.main_pid, info.control_group
         if not observe:
             return
+        w.seen = (info.active_state, info.sub_state, info.main_pid)
         if info.load_state == "not-found":
             log.warning("%s: no such unit (yet?)", name)
         self.observe(name, policy.SystemdObserved(info.active_state, info.sub_state, info.result))
 
     # -- units ------------------------------------------------------------------------------
 
-    async def _add(self, unit: UnitConfig, saved: Any = None,
-                   state: policy.UnitState | None = None) -> None:
-        now = time.time()
-        if state is None:
-            state = (policy.from_persistent(unit, saved, now) if saved is not None
-                     else policy.initial(unit, now))
-        w = self.watches[unit.name] = Watch(cfg=unit, state=state)
+    async def _add(self, unit: UnitConfig, saved: Any = None) -> None:
+        """Start watching a unit: subscribe, read its state, start its schedules."""
+        since = time.time()
         try:
             path = await self._call(lambda: self.sd.unit_path(unit.name))
-            if self.events is not None:
-                self.events.watch(unit.name, path)
+            info = await self._call(lambda: self.sd.unit_info(unit.name))
+            if info.active_state == "active" and info.active_enter_timestamp:
+                # running for a while already: its startup grace is over or partly so
+                since = min(since, info.active_enter_timestamp / 1e6)
         except (TimeoutError, UnitError, SystemdUnavailable) as exc:
             log.warning("%s: cannot watch: %s", unit.name, exc)
+            path = None
+        state = (policy.from_persistent(unit, saved, since) if saved is not None
+                 else policy.initial(unit, since))
+        w = self.watches[unit.name] = Watch(cfg=unit, state=state)
+        if path is not None and self.events is not None:
+            self.events.watch(unit.name, path)
         await self._read_unit(unit.name)
         for probe in unit.probes:
             w.tasks.append(asyncio.get_running_loop().create_task(
@@ -277,6 +292,8 @@ class Supervisor:
         kept = policy.to_persistent(w.state)
         w.state, actions = policy.step(w.cfg, w.state, obs, now)
         after = policy.health(w.cfg, w.state, now)
+        if log.isEnabledFor(logging.DEBUG) and not isinstance(obs, policy.Tick):
+            log.debug("%s: %s -> %s", name, obs, [type(a).__name__ for a in actions])
         if after is not before:
             why = w.state.last_failure if after in (Health.FAILING, Health.FAILED) else ""
             log.log(NOTICE if after.ok else logging.WARNING, "%s: %s -> %s%s", name,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import socket
 import sys
 import types
 from dataclasses import dataclass
@@ -373,13 +374,35 @@ class Events:
         return self._bus.get_fd()
 
     def process(self) -> None:
-        """Handle every queued message; raise SystemdUnavailable if the connection broke."""
+        """Handle every queued message; raise SystemdUnavailable if the connection broke.
+
+        sd-bus does not report a peer that hung up (systemd re-executed, dbus restarted):
+        process() just finds nothing, and the fd stays readable.  So when a wake-up yields
+        no message, look at the socket: end-of-file means the connection is gone."""
+        handled = 0
         try:
-            for _ in range(10000):  # bounded: never starve the loop
+            while handled < 10000:  # bounded: never starve the loop
                 if self._bus.process().is_empty():
-                    return
+                    break
+                handled += 1
         except Exception as exc:
             raise SystemdUnavailable(f"lost the signal connection to systemd ({exc})") from None
+        if handled == 0 and self._hung_up():
+            raise SystemdUnavailable("lost the signal connection to systemd (closed by peer)")
+
+    def _hung_up(self) -> bool:
+        fd = self._bus.get_fd()
+        if fd < 0:
+            return True
+        probe = socket.socket(fileno=os.dup(fd))
+        try:
+            return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        finally:
+            probe.close()
 
     def close(self) -> None:
         """Close the connection."""

@@ -112,3 +112,11 @@ def test_env_var_names_the_config(tmp_path: pathlib.Path, monkeypatch) -> None:
     monkeypatch.setenv("SDWATCH_CONFIG", str(f))
     assert config_paths() == [str(f)]
     assert list(load().units) == ["env.service"]
+
+
+def test_inherited_timeout_shrinks_to_a_short_interval(tmp_path: pathlib.Path) -> None:
+    f = tmp_path / "sdwatch.toml"
+    f.write_text('[unit."a.service"]\nprobe = [{ kind = "tcp", address = "127.0.0.1:1", '
+                 'interval = "200ms" }]\n')
+    p = load(str(f)).units["a.service"].probes[0]
+    assert (p.interval, p.timeout) == (0.2, 0.2)

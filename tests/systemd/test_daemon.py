@@ -1,0 +1,241 @@
+"""`sdwatch run` as a real Type=notify service in a real systemd, against real services."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Callable, Iterator
+
+import pytest
+from sdcheck import UNIT_DIR, show, systemctl, wait_for
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DAEMON = "sdwatch-test.service"
+BASE = pathlib.Path("/run/sdw-test")
+CONFIG = BASE / "sdwatch.toml"
+STATUS = BASE / "run" / "status.json"
+STATE = BASE / "state" / "state.json"
+HEADER = f'[sdwatch]\nstate_dir = "{BASE}/state"\nruntime_dir = "{BASE}/run"\n'
+
+
+def write_config(body: str) -> None:
+    BASE.mkdir(exist_ok=True)
+    tmp = CONFIG.with_suffix(".tmp")
+    tmp.write_text(HEADER + body)
+    tmp.replace(CONFIG)
+
+
+def status() -> dict:
+    try:
+        return json.loads(STATUS.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def unit_status(name: str) -> dict:
+    return status().get("units", {}).get(name, {})
+
+
+def journal(unit: str = DAEMON) -> str:
+    return subprocess.run(["journalctl", "-u", unit, "-o", "cat", "--no-pager"],
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def main_pid(unit: str) -> int:
+    return int(show(unit, "MainPID"))
+
+
+def memcached_answers(port: int = 11211) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"version\r\n")
+            return s.recv(64).startswith(b"VERSION")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def daemon() -> Iterator[Callable[..., None]]:
+    """Start sdwatch (this interpreter, this checkout) as a Type=notify unit with a watchdog."""
+    started = []
+
+    def start(body: str, watchdog: str = "3s") -> None:
+        write_config(body)
+        pathlib.Path(UNIT_DIR, DAEMON).write_text(
+            "[Unit]\nDescription=sdwatch under test\nStartLimitIntervalSec=0\n"
+            "[Service]\nType=notify\n"
+            f"ExecStart={sys.executable} -m sdwatch run --verbose --config {CONFIG}\n"
+            "ExecReload=/bin/kill -HUP $MAINPID\n"
+            f"Environment=PYTHONPATH={REPO}\nWatchdogSec={watchdog}\n"
+            "Restart=always\nRestartSec=100ms\n")
+        systemctl("daemon-reload")
+        systemctl("start", DAEMON)  # returns once READY=1 arrived (Type=notify)
+        started.append(DAEMON)
+        assert show(DAEMON, "ActiveState") == "active"
+
+    yield start
+    systemctl("stop", DAEMON, check=False)
+    systemctl("reset-failed", DAEMON, check=False)
+    pathlib.Path(UNIT_DIR, DAEMON).unlink(missing_ok=True)
+    systemctl("daemon-reload")
+    for path in (STATE, STATUS, CONFIG):
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def memcached() -> Iterator[str]:
+    systemctl("start", "memcached.service")
+    wait_for(memcached_answers, what="memcached answering")
+    yield "memcached.service"
+    pid = main_pid("memcached.service")
+    if pid:
+        os.kill(pid, signal.SIGCONT)
+    systemctl("stop", "memcached.service", check=False)
+
+
+def test_ready_status_and_snapshot(daemon, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity")
+    daemon(f'[unit."{name}"]\ngrace = "200ms"\n')
+    assert show(DAEMON, "StatusText").startswith("1 units: ")
+    wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy in snapshot")
+    assert status()["pid"] == main_pid(DAEMON)
+
+
+def test_sigstopped_memcached_is_restarted_and_answers(daemon, memcached) -> None:
+    interval, timeout, failures = 1.0, 1.0, 2
+    daemon(f'[unit."{memcached}"]\ngrace = "1s"\nprobe = [{{ kind = "memcached", '
+           f'address = "127.0.0.1:11211", interval = "{interval}s", timeout = "{timeout}s", '
+           f'failures = {failures} }}]\n')
+    wait_for(lambda: unit_status(memcached).get("health") == "healthy", timeout=15,
+             what="memcached healthy")
+    old = main_pid(memcached)
+    t0 = time.monotonic()
+    os.kill(old, signal.SIGSTOP)
+    wait_for(lambda: main_pid(memcached) not in (0, old) and memcached_answers(), timeout=20,
+             what="memcached restarted and answering")
+    took = time.monotonic() - t0
+    # a failure is seen at most interval after the stop; `failures` of them, each up to
+    # `timeout`, then the restart itself (well under a second for memcached)
+    assert took <= interval * failures + timeout + 1.5, took
+    assert "memcached.service: restart" in journal()
+    wait_for(lambda: unit_status(memcached).get("restarts_by_sdwatch") == 1, what="counted")
+
+
+def test_crash_of_a_restart_no_unit_is_seen_by_event(daemon, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity\nRestart=no")
+    daemon(f'[unit."{name}"]\ngrace = "100ms"\n')
+    wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy")
+    old = main_pid(name)
+    t0 = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: main_pid(name) not in (0, old), timeout=5, what="restarted by sdwatch")
+    took = time.monotonic() - t0
+    assert took < 1.0, took  # event-driven: no polling interval in between
+    log = journal()
+    assert f"{name}: alert crashed" in log and f"{name}: restart" in log
+
+
+def test_always_failing_probe_restarts_n_times_then_gives_up_once(daemon, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity")
+    daemon(f'[unit."{name}"]\ngrace = "100ms"\n'
+           'probe = [{ kind = "tcp", address = "127.0.0.1:9", interval = "200ms", '
+           'timeout = "100ms", failures = 1 }]\n'
+           'restart_limit = { restarts = 2, within = "1m", rearm = "1h" }\n')
+    wait_for(lambda: unit_status(name).get("gave_up"), timeout=20, what="gave up")
+    assert unit_status(name)["restarts_by_sdwatch"] == 2
+    assert int(show(name, "NRestarts")) == 0  # systemd does not count RestartUnit
+    time.sleep(1.5)  # several more failing probes: still no further restart or alert
+    snap = unit_status(name)
+    assert snap["restarts_by_sdwatch"] == 2 and snap["health"] == "gave-up"
+    log = journal()
+    assert log.count(f"{name}: alert gave_up") == 1
+    assert log.count(f"{name}: restart (") == 2
+
+
+def test_admin_stop_is_respected(daemon, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity")
+    daemon(f'[unit."{name}"]\ngrace = "100ms"\nprobe = [{{ kind = "exec", '
+           f'command = ["/bin/true"], interval = "200ms", failures = 1 }}]\n')
+    wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy")
+    systemctl("stop", name)
+    wait_for(lambda: unit_status(name).get("health") == "stopped", what="seen stopped")
+    time.sleep(1.0)  # five probe intervals: a stopped unit must stay stopped
+    assert show(name, "ActiveState") == "inactive"
+    assert unit_status(name)["restarts_by_sdwatch"] == 0
+
+
+def test_kill_9_of_sdwatch_keeps_state(daemon, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity\nRestart=no")
+    daemon(f'[unit."{name}"]\ngrace = "100ms"\n')
+    wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy")
+    old = main_pid(name)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: unit_status(name).get("restarts_by_sdwatch") == 1, what="one restart")
+    me = main_pid(DAEMON)
+    os.kill(me, signal.SIGKILL)
+    wait_for(lambda: main_pid(DAEMON) not in (0, me) and show(DAEMON, "ActiveState") == "active",
+             what="sdwatch restarted by systemd")
+    wait_for(lambda: status().get("pid") == main_pid(DAEMON), what="new snapshot")
+    assert unit_status(name)["restarts_by_sdwatch"] == 1  # history came back from state.json
+    assert json.loads(STATE.read_text())["units"][name]["total_restarts"] == 1
+
+
+def test_stopped_sdwatch_is_killed_by_the_watchdog(daemon) -> None:
+    daemon("", watchdog="2s")
+    me = main_pid(DAEMON)
+    os.kill(me, signal.SIGSTOP)
+    wait_for(lambda: main_pid(DAEMON) not in (0, me) and show(DAEMON, "ActiveState") == "active",
+             timeout=15, what="watchdog restart")
+    assert int(show(DAEMON, "NRestarts")) >= 1
+
+
+def test_reload_with_broken_config_keeps_the_old_one(daemon, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity\nRestart=no")
+    daemon(f'[unit."{name}"]\ngrace = "100ms"\n')
+    wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy")
+    write_config(f'[unit."{name}"]\ngrace = "soon"\n')
+    systemctl("reload", DAEMON)
+    wait_for(lambda: "reload failed: keeping the configuration in force" in journal(),
+             what="reload refused")
+    assert 'unit."' + name + '".grace: invalid duration' in journal()
+    assert show(DAEMON, "ActiveState") == "active"
+    old = main_pid(name)
+    os.kill(old, signal.SIGKILL)  # the old config still watches it
+    wait_for(lambda: main_pid(name) not in (0, old), timeout=5, what="restarted")
+
+
+def test_reload_keeps_state_of_unchanged_units(daemon, make_unit) -> None:
+    a = make_unit("ExecStart=/bin/sleep infinity\nRestart=no")
+    b = make_unit("ExecStart=/bin/sleep infinity\nRestart=no")
+    daemon(f'[unit."{a}"]\ngrace = "100ms"\n')
+    wait_for(lambda: unit_status(a).get("health") == "healthy", what="healthy")
+    os.kill(main_pid(a), signal.SIGKILL)
+    wait_for(lambda: unit_status(a).get("restarts_by_sdwatch") == 1, what="restarted once")
+    write_config(f'[unit."{a}"]\ngrace = "100ms"\n[unit."{b}"]\n')
+    systemctl("reload", DAEMON)
+    wait_for(lambda: b in status().get("units", {}), what="new unit watched")
+    assert unit_status(a)["restarts_by_sdwatch"] == 1
+
+
+@pytest.mark.parametrize("disturb", [
+    ["systemctl", "restart", "dbus.service"],
+    ["systemctl", "daemon-reload"],
+    ["systemctl", "daemon-reexec"],
+])
+def test_crash_is_caught_after_bus_disturbance(daemon, make_unit, disturb) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity\nRestart=no")
+    daemon(f'[unit."{name}"]\ngrace = "100ms"\n')
+    wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy")
+    subprocess.run(disturb, check=True, timeout=60)
+    wait_for(lambda: show(DAEMON, "ActiveState") == "active", what="sdwatch still active")
+    time.sleep(0.5)  # let a reconnect (if any) settle before the crash we want caught
+    old = main_pid(name)
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: main_pid(name) not in (0, old), timeout=10, what="crash caught")
+    assert int(show(DAEMON, "NRestarts")) == 0  # sdwatch itself survived the disturbance
