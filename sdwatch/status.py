@@ -30,6 +30,8 @@ class ProbeStatus:
     interval: float
     timeout: float
     failures: int
+    last: dict[str, Any] | None = None  # the daemon's last result: ok, outcome, reason, ...
+    last_failure: dict[str, Any] | None = None  # reason and at (epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class UnitStatus:
     probes: tuple[ProbeStatus, ...] = ()
     problem: str = ""  # why the unit is not healthy, in a few words
     collected_at: float = 0.0  # seconds since the epoch
+    restarts_sdwatch: int | None = None  # None: the daemon is not running
+    last_failure: dict[str, Any] | None = None  # the daemon's: reason, at
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ class Snapshot:
     units: tuple[UnitStatus, ...]
     config_files: tuple[str, ...] = ()
     selection: str = ""  # how units were chosen, for the reader
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    daemon: dict[str, Any] = field(default_factory=dict)  # running, pid, status, updated_at
 
     @property
     def healthy(self) -> bool:
@@ -98,6 +102,7 @@ def collect(sd: Any, config: Config, names: Sequence[str] = (), all_units: bool 
     from sdwatch import resources
     from sdwatch.systemd import UnitError
 
+    daemon = read_daemon(config.settings.runtime_dir)
     chosen, how = select_units(sd, config, names, all_units)
     valid = [n for n in chosen if not unit_name_problem(n)]
     rows = {row.name: row for row in sd.units_by_name(valid)}
@@ -116,9 +121,58 @@ def collect(sd: Any, config: Config, names: Sequence[str] = (), all_units: bool 
                                                         "activating"):
             sample = resources.sample_unit(info.control_group, info.main_pid, info.cpu_usage_nsec,
                                            info.memory_current)
-        units.append(_unit_status(info, sample, config))
+        units.append(_with_daemon(_unit_status(info, sample, config), daemon))
     return Snapshot(generated_at=time.time(), system=resources.sample_system(),
-                    units=tuple(units), config_files=config.files, selection=how)
+                    units=tuple(units), config_files=config.files, selection=how,
+                    daemon={k: v for k, v in daemon.items() if k != "units"})
+
+
+def read_daemon(runtime_dir: str) -> dict[str, Any]:
+    """Return the running daemon's snapshot (status.json), or {"running": False, ...}."""
+    import json
+    import os
+
+    path = os.path.join(runtime_dir, "status.json")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        pid = int(data["pid"])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            alive = b"sdwatch" in f.read()
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"running": False, "path": path}
+    if not alive:
+        return {"running": False, "path": path, "last_pid": pid}
+    return {"running": True, "path": path, "pid": pid, "status": data.get("status", ""),
+            "updated_at": data.get("updated_at"), "units": data.get("units", {})}
+
+
+def _with_daemon(u: UnitStatus, daemon: dict[str, Any]) -> UnitStatus:
+    """Add what the running daemon knows of a unit: probe results, its verdict, restarts."""
+    seen = daemon.get("units", {}).get(u.name)
+    if not daemon.get("running") or not isinstance(seen, dict):
+        return u
+    probes = []
+    for p in u.probes:
+        last = seen.get("probes", {}).get(p.name)
+        if isinstance(last, dict):
+            p = dataclasses.replace(p, last={k: last.get(k) for k in (
+                "ok", "outcome", "reason", "duration", "at")}, last_failure=last.get(
+                "last_failure"))
+        probes.append(p)
+    health, problem = u.health, u.problem
+    try:
+        verdict = Health(seen.get("health"))
+    except ValueError:
+        verdict = None
+    # systemd's view stands for failed/stopped units; the daemon adds failing, gave-up, ...
+    if verdict is not None and u.health.ok and not verdict.ok:
+        health = verdict
+        failure = seen.get("last_failure") or {}
+        problem = failure.get("reason", "") if isinstance(failure, dict) else ""
+    return dataclasses.replace(u, probes=tuple(probes), health=health, problem=problem,
+                               restarts_sdwatch=seen.get("restarts_by_sdwatch"),
+                               last_failure=seen.get("last_failure"))
 
 
 def _probe_target(probe: ProbeConfig) -> str:
@@ -205,7 +259,8 @@ def render_text(snap: Snapshot) -> str:
                                  f" [{mem_pct:.1f}%]"),
            _line("swap usage", f"{format_size(s.swap_used)} of {format_size(s.swap_total)} "
                                f"[{swap_pct:.1f}%]"),
-           _line("data collected", _when(snap.generated_at))]
+           _line("data collected", _when(snap.generated_at)),
+           _line("sdwatch daemon", _daemon_line(snap.daemon))]
     for u in snap.units:
         out += ["", *_unit_block(u)]
     return "\n".join(out) + "\n"
@@ -226,7 +281,8 @@ def _unit_block(u: UnitStatus) -> list[str]:
     if u.uptime is not None:
         lines.append(_line("uptime", format_duration(u.uptime)))
     if u.health is not Health.MISSING:
-        lines.append(_line("restarts", f"{u.restarts_systemd} by systemd"))
+        by_us = f", {u.restarts_sdwatch} by sdwatch" if u.restarts_sdwatch is not None else ""
+        lines.append(_line("restarts", f"{u.restarts_systemd} by systemd{by_us}"))
     if u.processes:
         lines.append(_line("tasks", f"{u.tasks} ({u.processes} "
                                     f"{_plural(u.processes, 'process', 'processes')}, "
@@ -243,8 +299,28 @@ def _unit_block(u: UnitStatus) -> list[str]:
         lines.append(_line(f"probe {p.name}", f"{p.kind} {p.target} every "
                                               f"{format_duration(p.interval)}, timeout "
                                               f"{format_duration(p.timeout)}"))
+        if p.last:
+            ms = (p.last.get("duration") or 0) * 1000
+            lines.append(_line("  last result", f"{p.last.get('outcome')} in {ms:.1f}ms: "
+                                                f"{p.last.get('reason')} "
+                                                f"({_ago(p.last.get('at'))})"))
+        if p.last_failure:
+            lines.append(_line("  last failure", f"{p.last_failure.get('reason')} "
+                                                 f"({_ago(p.last_failure.get('at'))})"))
     lines.append(_line("data collected", _when(u.collected_at)))
     return lines
+
+
+def _ago(at: Any) -> str:
+    if not isinstance(at, (int, float)):
+        return "at an unknown time"
+    return f"{format_duration(max(0.0, time.time() - at))} ago"
+
+
+def _daemon_line(daemon: dict[str, Any]) -> str:
+    if daemon.get("running"):
+        return f"running, pid {daemon.get('pid')}: {daemon.get('status', '')}"
+    return "not running: probes are not being checked (systemctl start sdwatch)"
 
 
 def render_summary(snap: Snapshot) -> str:
@@ -270,6 +346,7 @@ def to_json(snap: Snapshot) -> dict[str, Any]:
         "selection": snap.selection,
         "config_files": list(snap.config_files),
         "healthy": snap.healthy,
+        "daemon": snap.daemon,
         "system": dataclasses.asdict(snap.system),
         "units": [_unit_json(u) for u in snap.units],
     }

@@ -239,3 +239,22 @@ def test_crash_is_caught_after_bus_disturbance(daemon, make_unit, disturb) -> No
     os.kill(old, signal.SIGKILL)
     wait_for(lambda: main_pid(name) not in (0, old), timeout=10, what="crash caught")
     assert int(show(DAEMON, "NRestarts")) == 0  # sdwatch itself survived the disturbance
+
+
+def test_status_shows_the_daemons_probe_results(daemon, memcached) -> None:
+    daemon(f'[unit."{memcached}"]\ngrace = "100ms"\nprobe = [{{ kind = "memcached", '
+           'address = "127.0.0.1:11211", interval = "200ms" }]\n')
+    wait_for(lambda: unit_status(memcached).get("probes", {}).get("memcached", {}).get(
+        "outcome") == "ok", what="a probe result in the snapshot")
+    r = subprocess.run([sys.executable, "-m", "sdwatch", "status", "--json", "--config",
+                        str(CONFIG)], capture_output=True, text=True, timeout=30)
+    data = json.loads(r.stdout)
+    assert r.returncode == 0 and data["daemon"]["running"] is True
+    assert data["daemon"]["pid"] == main_pid(DAEMON)
+    (u,) = data["units"]
+    assert u["restarts_sdwatch"] == 0
+    assert u["probes"][0]["last"]["outcome"] == "ok"
+    systemctl("stop", DAEMON)
+    r = subprocess.run([sys.executable, "-m", "sdwatch", "status", "--config", str(CONFIG)],
+                       capture_output=True, text=True, timeout=30)
+    assert "sdwatch daemon                not running" in r.stdout

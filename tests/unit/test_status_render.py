@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from sdwatch import status
 from sdwatch.resources import SystemSample
 from sdwatch.states import Health
 from sdwatch.status import (
@@ -88,10 +89,52 @@ def test_json_is_versioned_and_complete() -> None:
     assert u["health"] == "healthy" and u["main_pid"] == 4242 and u["memory"] == 3 << 20
     assert u["probes"][0] == {"name": "memcached", "kind": "memcached",
                               "target": "127.0.0.1:11211", "interval": 5.0, "timeout": 1.0,
-                              "failures": 2}
+                              "failures": 2, "last": None, "last_failure": None}
+    assert data["daemon"] == {} and u["restarts_sdwatch"] is None
 
 
 def test_snapshot_health_follows_units() -> None:
     assert snap(unit(), unit(health=Health.STARTING)).healthy
     assert not snap(unit(), unit(health=Health.FAILED)).healthy
     assert not snap(unit(health=Health.MISSING)).healthy
+
+
+DAEMON_UNITS = {"memcached.service": {
+    "health": "failing", "restarts_by_sdwatch": 3,
+    "last_failure": {"reason": "probe memcached: timeout after 1s", "at": 1.0},
+    "probes": {"memcached": {"ok": False, "outcome": "timeout", "reason": "timeout after 1s",
+                             "duration": 1.0, "at": 2.0,
+                             "last_failure": {"reason": "timeout after 1s", "at": 2.0}}}}}
+
+
+def test_read_daemon_needs_a_live_sdwatch_process(tmp_path) -> None:
+    import os
+
+    (tmp_path / "status.json").write_text(json.dumps({"pid": os.getpid(), "units": {}}))
+    # this pytest process is alive but is not sdwatch: a stale file from a reused pid
+    assert status.read_daemon(str(tmp_path))["running"] is False
+
+
+def test_daemon_snapshot_adds_probe_results_and_its_verdict() -> None:
+    u = status._with_daemon(unit(), {"running": True, "units": DAEMON_UNITS})
+    assert u.health is Health.FAILING and u.problem == "probe memcached: timeout after 1s"
+    assert u.restarts_sdwatch == 3
+    assert u.probes[0].last["outcome"] == "timeout"
+    text = render_text(Snapshot(generated_at=0.0, system=SYSTEM, units=(u,),
+                                daemon={"running": True, "pid": 42, "status": "x"}))
+    assert "  restarts                      2 by systemd, 3 by sdwatch\n" in text
+    assert "    last result                 timeout in 1000.0ms: timeout after 1s (" in text
+    assert "  sdwatch daemon                running, pid 42: x\n" in text
+
+
+def test_systemd_failure_outranks_the_daemon_verdict() -> None:
+    failed = unit(health=Health.FAILED, problem="failed (result: signal)")
+    daemon = {"running": True, "units": {"memcached.service": {"health": "failing"}}}
+    assert status._with_daemon(failed, daemon).health is Health.FAILED
+
+
+def test_no_daemon_says_so(tmp_path) -> None:
+    assert status.read_daemon(str(tmp_path)) == {"running": False,
+                                                 "path": f"{tmp_path}/status.json"}
+    text = render_text(snap(unit()))
+    assert "sdwatch daemon                not running: probes are not being checked" in text
