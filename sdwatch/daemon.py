@@ -9,10 +9,8 @@ observation goes through ``policy.step`` and the actions it returns are executed
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
-import random
 import signal
 import time
 from dataclasses import dataclass, field
@@ -21,13 +19,14 @@ from typing import Any, Callable
 from sdwatch import policy, resources
 from sdwatch import state as state_file
 from sdwatch.config import Config, ConfigError, ProbeConfig, UnitConfig
+from sdwatch.link import Link
 from sdwatch.logs import NOTICE
 from sdwatch.notify import Notifier, watchdog_interval
+from sdwatch.schedule import Schedules
 from sdwatch.states import Health
-from sdwatch.systemd import Change, Events, Systemd, SystemdUnavailable, UnitError
+from sdwatch.systemd import Change, Systemd, SystemdUnavailable, UnitError
 
 log = logging.getLogger("sdwatch")
-CALL_TIMEOUT = 30.0  # a systemd call that takes longer is treated as failed
 STATUS_SCHEMA = "sdwatch.daemon/1"
 TICK = 1.0
 
@@ -56,13 +55,11 @@ class Supervisor:
         self.config_path = config_path
         self.notify = Notifier()
         self.watches: dict[str, Watch] = {}
-        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sdwatch-bus")
-        self.sd: Systemd | None = None
-        self.events: Events | None = None
+        self.bus = Link(self._on_change, self._resync)
         self.alerter: Any = None
         self.started_at = time.time()
-        self.lateness: list[float] = []  # recent schedule lateness of probe runs, seconds
-        self.due: dict[str, float] = {}  # task name -> loop time it should next run by
+        self.schedules = Schedules()
+        self.system = resources.sample_system()  # RAM and cores for relative limits
         self.stopping = asyncio.Event()
         self.background: set[asyncio.Task] = set()
         self.dirty = True
@@ -76,8 +73,7 @@ class Supervisor:
                              self.stopping.set), (signal.SIGHUP, self._on_sighup)):
             loop.add_signal_handler(sig, handler)
         try:
-            await self._call(self._connect_calls)
-            self._connect_events()
+            await self.bus.open()
         except SystemdUnavailable as exc:
             log.error("%s", exc)
             return 4
@@ -111,12 +107,9 @@ class Supervisor:
                              *self.background, return_exceptions=True)
         self._save_state()
         self._write_status()
-        if self.events is not None:
-            self._close_events()
         if self.alerter is not None:
             self.alerter.close()
-        await self._call(lambda: self.sd.close() if self.sd else None)
-        self.pool.shutdown(wait=False)
+        await self.bus.close()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -146,64 +139,9 @@ class Supervisor:
 
         return Alerter(settings, cfg.settings.state_dir)
 
-    # -- systemd connections ----------------------------------------------------------------
-
-    def _connect_calls(self) -> None:
-        """(In the bus thread.)  Open the call connection."""
-        if self.sd is not None:
-            self.sd.close()
-        self.sd = None
-        self.sd = Systemd()
-
-    async def _call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` in the bus thread with a deadline; reconnect once if the bus went away."""
-        loop = asyncio.get_running_loop()
-
-        def attempt() -> Any:
-            try:
-                return fn()
-            except SystemdUnavailable:
-                self._connect_calls()
-                return fn()
-
-        return await asyncio.wait_for(loop.run_in_executor(self.pool, attempt), CALL_TIMEOUT)
-
-    def _connect_events(self) -> None:
-        """Open the signal connection and read it from the loop (units are watched by _add)."""
-        self.events = Events(self._on_change)
-        self.events_fd = self.events.fileno()
-        asyncio.get_running_loop().add_reader(self.events_fd, self._on_events_readable)
-
-    def _close_events(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.events_fd)  # the fd the loop knows
-        self.events.close()
-        self.events = None
-
-    def _on_events_readable(self) -> None:
-        try:
-            self.events.process()
-        except SystemdUnavailable as exc:
-            log.warning("%s; reconnecting", exc)
-            self._close_events()
-            self._spawn(self._reconnect_events(), "reconnect")
-
-    async def _reconnect_events(self) -> None:
-        delay = 0.05
-        while not self.stopping.is_set():
-            try:
-                await self._call(lambda: self.sd.unit_path("init.scope"))
-                self._connect_events()
-                for name in list(self.watches):
-                    path = await self._call(lambda n=name: self.sd.unit_path(n))
-                    self.events.watch(name, path)
-                break
-            except (TimeoutError, SystemdUnavailable, UnitError) as exc:
-                log.debug("reconnect failed: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        log.info("signal connection to systemd restored; re-reading unit states")
+    async def _resync(self) -> None:
         for name in list(self.watches):
-            await self._read_unit(name)  # catch what happened while we were deaf
+            await self._read_unit(name)
 
     def _on_change(self, change: Change) -> None:
         w = self.watches.get(change.unit)
@@ -231,7 +169,7 @@ class Supervisor:
         Signals are the source of truth for state changes: a read racing them could hand
         policy a stale state, so after a signal only the cgroup and main PID are refreshed."""
         try:
-            info = await self._call(lambda: self.sd.unit_info(name))
+            info = await self.bus.call(lambda sd: sd.unit_info(name))
         except (TimeoutError, UnitError, SystemdUnavailable) as exc:
             log.warning("%s: cannot read its state: %s", name, exc)
             return
@@ -252,34 +190,38 @@ class Supervisor:
         """Start watching a unit: subscribe, read its state, start its schedules."""
         since = time.time()
         try:
-            path = await self._call(lambda: self.sd.unit_path(unit.name))
-            info = await self._call(lambda: self.sd.unit_info(unit.name))
+            info = await self.bus.call(lambda sd: sd.unit_info(unit.name))
             if info.active_state == "active" and info.active_enter_timestamp:
                 # running for a while already: its startup grace is over or partly so
                 since = min(since, info.active_enter_timestamp / 1e6)
         except (TimeoutError, UnitError, SystemdUnavailable) as exc:
-            log.warning("%s: cannot watch: %s", unit.name, exc)
-            path = None
+            log.warning("%s: cannot read: %s", unit.name, exc)
         state = (policy.from_persistent(unit, saved, since) if saved is not None
                  else policy.initial(unit, since))
         w = self.watches[unit.name] = Watch(cfg=unit, state=state)
-        if path is not None and self.events is not None:
-            self.events.watch(unit.name, path)
+        try:
+            await self.bus.watch(unit.name)
+        except (TimeoutError, UnitError, SystemdUnavailable) as exc:
+            log.warning("%s: cannot watch: %s", unit.name, exc)
         await self._read_unit(unit.name)
+        loop = asyncio.get_running_loop()
         for probe in unit.probes:
-            w.tasks.append(asyncio.get_running_loop().create_task(
-                self._probe_loop(unit.name, probe), name=f"{unit.name}/{probe.name}"))
+            key = f"{unit.name}/{probe.name}"
+            w.tasks.append(loop.create_task(self.schedules.every(
+                key, probe.interval, probe.timeout,
+                lambda p=probe: self._probe_once(unit.name, p)), name=key))
         if any(getattr(unit, r) for r in policy.RESOURCES):
-            w.tasks.append(asyncio.get_running_loop().create_task(
-                self._limits_loop(unit.name), name=f"{unit.name}/limits"))
+            key = f"{unit.name}/limits"
+            w.tasks.append(loop.create_task(self.schedules.every(
+                key, self.cfg.settings.interval, self.cfg.settings.interval,
+                lambda: self._limits_once(unit.name)), name=key))
 
     async def _remove(self, name: str) -> policy.UnitState:
         w = self.watches.pop(name)
         for t in w.tasks:
             t.cancel()
         await asyncio.gather(*w.tasks, return_exceptions=True)
-        if self.events is not None:
-            self.events.unwatch(name)
+        self.bus.unwatch(name)
         return w.state
 
     def observe(self, name: str, obs: Any) -> None:
@@ -315,24 +257,24 @@ class Supervisor:
             if isinstance(action, policy.Unmonitor):
                 log.warning("%s: unmonitored (%s)", name, action.reason)
                 continue
-            calls: list[Callable[[], Any]] = []
+            calls: list[Callable[[Systemd], Any]] = []
             if isinstance(action, policy.Restart):
-                if action.kill_first:
-                    calls.append(lambda: self.sd.kill(name, sig.SIGKILL, "all"))
-                calls.append(lambda: self.sd.restart(name))
+                if action.kill_first:  # an ExecStop that would hang on a frozen process
+                    calls.append(lambda sd: sd.kill(name, sig.SIGKILL, "all"))
+                calls.append(lambda sd: sd.restart(name))
             elif isinstance(action, policy.Start):
-                calls.append(lambda: self.sd.start(name))
+                calls.append(lambda sd: sd.start(name))
             elif isinstance(action, policy.Stop):
-                calls.append(lambda: self.sd.stop(name))
+                calls.append(lambda sd: sd.stop(name))
             elif isinstance(action, policy.ResetFailed):
-                calls.append(lambda: self.sd.reset_failed(name))
+                calls.append(lambda sd: sd.reset_failed(name))
             reason = getattr(action, "reason", "")
             log.log(NOTICE, "%s: %s%s", name, type(action).__name__.lower(),
                     f" ({reason})" if reason else "")
             error = ""
             try:
                 for call in calls:
-                    await self._call(call)
+                    await self.bus.call(call)
             except (TimeoutError, UnitError, SystemdUnavailable) as exc:
                 error = str(exc) or "timed out"
                 log.error("%s: %s failed: %s", name, type(action).__name__.lower(), error)
@@ -355,62 +297,36 @@ class Supervisor:
 
     # -- schedules --------------------------------------------------------------------------
 
-    async def _probe_loop(self, name: str, probe: ProbeConfig) -> None:
+    async def _probe_once(self, name: str, probe: ProbeConfig) -> None:
         from sdwatch.probes.base import run
 
-        loop = asyncio.get_running_loop()
-        key = f"{name}/{probe.name}"
-        # a random first offset spreads many probes of the same interval over the interval
-        at = loop.time() + random.uniform(0, min(probe.interval, 1.0))
-        while True:
-            self.due[key] = at + probe.interval + probe.timeout
-            await asyncio.sleep(max(0.0, at - loop.time()))
-            self._late(loop.time() - at)
-            w = self.watches[name]
-            if w.state.active_state in ("active", "reloading", "activating", ""):
-                result = await run(probe.kind, probe.spec, probe.timeout)
-                w.probes[probe.name] = {"ok": result.ok, "outcome": result.outcome.value,
-                                        "reason": result.reason, "duration": result.duration,
-                                        "at": time.time(), "metrics": dict(result.metrics)}
-                if not result.ok:
-                    w.probes[probe.name]["last_failure"] = {"reason": result.reason,
-                                                            "at": time.time()}
-                self.observe(name, policy.ProbeObserved(probe.name, result.ok, result.reason))
-            at += probe.interval
-            if at < loop.time():  # overran (a slow probe): skip the missed runs
-                at = loop.time() + probe.interval
+        w = self.watches[name]
+        if w.state.active_state not in ("active", "reloading", "activating", ""):
+            return  # nothing to ask a stopped service; policy knows it is stopped
+        result = await run(probe.kind, probe.spec, probe.timeout)
+        last = {"ok": result.ok, "outcome": result.outcome.value, "reason": result.reason,
+                "duration": result.duration, "at": time.time(), "metrics": dict(result.metrics)}
+        if not result.ok:
+            last["last_failure"] = {"reason": result.reason, "at": last["at"]}
+        elif "last_failure" in w.probes.get(probe.name, {}):
+            last["last_failure"] = w.probes[probe.name]["last_failure"]
+        w.probes[probe.name] = last
+        self.observe(name, policy.ProbeObserved(probe.name, result.ok, result.reason))
 
-    async def _limits_loop(self, name: str) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.cfg.settings.interval
-        at = loop.time() + random.uniform(0, min(interval, 1.0))
-        system = resources.sample_system()
-        while True:
-            self.due[f"{name}/limits"] = at + 2 * interval
-            await asyncio.sleep(max(0.0, at - loop.time()))
-            w = self.watches[name]
-            if w.state.active_state == "active" and w.control_group:
-                sample = resources.sample_unit(w.control_group, w.main_pid)
-                cpu = (resources.cpu_percent(w.last_sample, sample)
-                       if w.last_sample is not None else None)
-                w.last_sample = sample
-                limits = {r: getattr(w.cfg, r) for r in policy.RESOURCES}
-                for r in resources.evaluate(limits, sample, cpu, system.memory_total,
-                                            system.cpus):
-                    w.limits[r.resource] = {"value": r.value, "over": r.over,
-                                            "reason": r.reason, "at": time.time()}
-                    self.observe(name, policy.LimitObserved(r.resource, r.over, r.value,
-                                                            r.reason))
-            else:
-                w.last_sample = None
-            at += interval
-            if at < loop.time():
-                at = loop.time() + interval
-
-    def _late(self, seconds: float) -> None:
-        self.lateness.append(seconds)
-        if len(self.lateness) > 5000:
-            del self.lateness[:2500]
+    async def _limits_once(self, name: str) -> None:
+        w = self.watches[name]
+        if w.state.active_state != "active" or not w.control_group:
+            w.last_sample = None
+            return
+        sample = resources.sample_unit(w.control_group, w.main_pid)
+        cpu = resources.cpu_percent(w.last_sample, sample) if w.last_sample else None
+        w.last_sample = sample
+        limits = {r: getattr(w.cfg, r) for r in policy.RESOURCES}
+        for r in resources.evaluate(limits, sample, cpu, self.system.memory_total,
+                                    self.system.cpus):
+            w.limits[r.resource] = {"value": r.value, "over": r.over, "reason": r.reason,
+                                    "at": time.time()}
+            self.observe(name, policy.LimitObserved(r.resource, r.over, r.value, r.reason))
 
     async def _ticker(self) -> None:
         while True:
@@ -429,7 +345,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
-            overdue = [k for k, t in self.due.items() if now > t + interval]
+            overdue = self.schedules.overdue(now, interval)
             if overdue:
                 log.error("schedule not kept (%s): not telling the watchdog we are alive",
                           ", ".join(overdue[:3]))
@@ -508,7 +424,6 @@ class Supervisor:
 
     def _write_status(self) -> None:
         health = self._health()
-        late = sorted(self.lateness[-2000:])
         units = {}
         for name, w in self.watches.items():
             described = policy.describe(w.state)
@@ -519,9 +434,7 @@ class Supervisor:
             "schema": STATUS_SCHEMA, "pid": os.getpid(), "started_at": self.started_at,
             "updated_at": time.time(), "config_files": list(self.cfg.files),
             "status": self._status_line(), "units": units,
-            "scheduler": {"runs": len(self.lateness),
-                          "late_p50_ms": 1000 * late[len(late) // 2] if late else None,
-                          "late_p99_ms": 1000 * late[int(len(late) * 0.99)] if late else None},
+            "scheduler": self.schedules.lateness(),
         }
         try:
             state_file.write_json_atomic(self._status_path, data)

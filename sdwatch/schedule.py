@@ -1,0 +1,65 @@
+"""Fixed-rate schedules for the daemon's checks, with the bookkeeping the watchdog needs.
+
+Each job runs every ``interval`` seconds without drift (the next run is due ``interval``
+after the previous one was due, not after it ended), starts at a random offset so that
+many jobs of the same interval spread out, and skips runs it overran rather than bunching
+them.  ``overdue()`` names jobs that stopped keeping their schedule; ``lateness()`` sums up
+how late runs started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Awaitable, Callable
+
+KEEP = 5000  # recent lateness samples kept
+
+
+class Schedules:
+    """Runs jobs at fixed rates and records whether they keep their schedule."""
+
+    def __init__(self) -> None:
+        self.due: dict[str, float] = {}  # job -> loop time by which it must have run again
+        self.late: list[float] = []  # recent start lateness, seconds
+        self.runs = 0
+
+    async def every(self, key: str, interval: float, slack: float,
+                    job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` every ``interval`` seconds until cancelled.
+
+        A run may take up to ``slack`` seconds (a probe's timeout) before the job counts
+        as overdue.
+        """
+        loop = asyncio.get_running_loop()
+        at = loop.time() + random.uniform(0, min(interval, 1.0))
+        try:
+            while True:
+                self.due[key] = at + interval + slack
+                await asyncio.sleep(max(0.0, at - loop.time()))
+                self._record(loop.time() - at)
+                await job()
+                at += interval
+                if at < loop.time():  # overran: skip the missed runs
+                    at = loop.time() + interval
+        finally:
+            self.due.pop(key, None)
+
+    def _record(self, seconds: float) -> None:
+        self.runs += 1
+        self.late.append(seconds)
+        if len(self.late) > 2 * KEEP:
+            del self.late[:KEEP]
+
+    def overdue(self, now: float, grace: float) -> list[str]:
+        """Jobs that should have run again more than ``grace`` seconds before ``now``."""
+        return [k for k, t in self.due.items() if now > t + grace]
+
+    def lateness(self) -> dict[str, float | int | None]:
+        """Runs so far and the median and 99th percentile of recent start lateness, in ms."""
+        late = sorted(self.late[-KEEP:])
+
+        def pick(q: float) -> float | None:
+            return round(1000 * late[min(len(late) - 1, int(len(late) * q))], 3) if late else None
+
+        return {"runs": self.runs, "late_p50_ms": pick(0.5), "late_p99_ms": pick(0.99)}

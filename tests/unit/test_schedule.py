@@ -1,0 +1,75 @@
+"""Schedules on a real event loop: fixed rate, no bunching after an overrun, overdue jobs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sdwatch.schedule import Schedules
+
+
+def test_runs_at_a_fixed_rate_and_records_lateness() -> None:
+    starts: list[float] = []
+
+    async def main() -> Schedules:
+        s = Schedules()
+        loop = asyncio.get_running_loop()
+
+        async def job() -> None:
+            starts.append(loop.time())
+            await asyncio.sleep(0.01)  # work shorter than the interval: no drift from it
+
+        task = asyncio.create_task(s.every("a", 0.05, 0.0, job))
+        while len(starts) < 6:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert "a" not in s.due  # a cancelled job no longer counts as due
+        return s
+
+    s = asyncio.run(main())
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(0.03 < g < 0.08 for g in gaps), gaps
+    assert abs(sum(gaps) / len(gaps) - 0.05) < 0.01  # the rate holds on average
+    stats = s.lateness()
+    assert stats["runs"] >= 6 and stats["late_p99_ms"] < 30
+
+
+def test_overrun_skips_missed_runs_instead_of_bunching() -> None:
+    starts: list[float] = []
+
+    async def main() -> None:
+        s = Schedules()
+        loop = asyncio.get_running_loop()
+
+        async def job() -> None:
+            starts.append(loop.time())
+            if len(starts) == 2:
+                await asyncio.sleep(0.25)  # five intervals long
+
+        task = asyncio.create_task(s.every("a", 0.05, 0.0, job))
+        while len(starts) < 4:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert starts[3] - starts[2] > 0.03  # not fired back to back to catch up
+
+
+def test_a_stuck_job_is_overdue() -> None:
+    async def main() -> list[str]:
+        s = Schedules()
+        stuck = asyncio.Event()
+
+        async def job() -> None:
+            await stuck.wait()  # never returns
+
+        task = asyncio.create_task(s.every("stuck", 0.02, 0.01, job))
+        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        late = s.overdue(loop.time(), 0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return late
+
+    assert asyncio.run(main()) == ["stuck"]
