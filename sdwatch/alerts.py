@@ -148,10 +148,12 @@ class Alerter:
         self._wake = asyncio.Event()
         log.info("alert queue: %d pending in %s", len(self.queue.pending()),
                  self.queue.directory)
+        first = True  # after a (re)start try everything once: the channel may be back
         while not self._closed:
             entries = self.queue.pending()
             for channel in self._channels.values():
-                await self._drain(channel, entries, due_only=True)
+                await self._drain(channel, entries, due_only=not first)
+            first = False
             await self._remind(time.time())
             self._warn_orphans(entries)
             delay = self._next_wake(time.time())

@@ -211,6 +211,164 @@ def _toml_value(text: str) -> object:
         return text
 
 
+# -- hooks in other units: OnFailure= alerts, ExecStartPost= wait-healthy, their drop-ins ------
+
+
+@app.command()
+def alert(
+    unit: str = typer.Option(..., "--unit", "-u", help="The unit the alert is about."),
+    event: str = typer.Option("failed", "--event", help="Event name (default: failed)."),
+    message: Optional[str] = typer.Option(None, "--message", "-m",
+                                          help="Text instead of the unit's failure summary."),
+    config: Optional[str] = _config_option(),
+) -> None:
+    """Alert about UNIT now: its result, exit status, restarts and last journal lines.
+
+    For OnFailure=sdwatch-alert@%n.service.  Undelivered alerts are queued for sdwatch run.
+    """
+    import asyncio
+    import dataclasses
+
+    from sdwatch import hooks
+    from sdwatch.alerts import EVENTS, LOST, Alerter
+
+    try:
+        hooks.check_unit(unit)
+    except hooks.HookError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    if event not in EVENTS:
+        _fail(f"--event {event!r}: one of {', '.join(EVENTS)}", EXIT_CONFIG)
+    cfg = _load_config(config)
+    if not cfg.alert.channels:
+        _fail("no alert channels configured ([[alert.email]], [[alert.webhook]], "
+              "[[alert.exec]])", EXIT_CONFIG)
+    alerter = Alerter(cfg.alert, cfg.settings.state_dir)
+    ev = dataclasses.replace(hooks.failed_event(unit, alerter.host), event=event)
+    if message:
+        ev = dataclasses.replace(ev, message=message)
+    outcome = asyncio.run(alerter.dispatch(ev))
+    for channel, result in outcome.items():
+        typer.echo(f"{unit} {event}: {channel}: {result}")
+    if not outcome:
+        typer.echo(f"{unit} {event}: no channel wants this alert")
+    raise typer.Exit(EXIT_FAILED if LOST in outcome.values() else EXIT_OK)
+
+
+@app.command("wait-healthy")
+def wait_healthy(
+    unit: str = typer.Argument(..., help="A unit with probes in the configuration."),
+    timeout: str = typer.Option("60s", "--timeout", "-t", help="Give up after this long."),
+    config: Optional[str] = _config_option(),
+) -> None:
+    """Run UNIT's probes until all pass (exit 0) or the timeout passes (exit 1).
+
+    For ExecStartPost=: systemd holds the start, and the units after it, until then.
+    """
+    import asyncio
+
+    from sdwatch import hooks
+    from sdwatch.quantities import parse_duration
+
+    try:
+        seconds = parse_duration(timeout)
+    except ValueError as exc:
+        _fail(f"--timeout: {exc}", EXIT_CONFIG)
+    cfg = _load_config(config)
+    if unit not in cfg.units:
+        _fail(f"{unit} is not configured (see sdwatch validate)", EXIT_CONFIG)
+    if not cfg.units[unit].probes:
+        _fail(f"{unit} has no probes configured: nothing to wait for", EXIT_CONFIG)
+    ok, line = asyncio.run(hooks.wait_healthy(cfg, unit, seconds))
+    if ok:
+        typer.echo(f"sdwatch: {line}")
+        raise typer.Exit(EXIT_OK)
+    _fail(line, EXIT_FAILED)
+
+
+hook_app = typer.Typer(no_args_is_help=True, help="Install sdwatch's hooks into a unit: a "
+                       "drop-in UNIT.d/50-sdwatch.conf under /etc/systemd/system "
+                       "(or $SDWATCH_SYSTEMD_DIR).")
+app.add_typer(hook_app, name="hook")
+
+
+def _hook_reload(no_reload: bool) -> None:
+    from sdwatch.systemd import SystemdUnavailable
+
+    if no_reload:
+        return
+    sd = _connect()
+    try:
+        sd.reload_daemon()
+    except SystemdUnavailable as exc:
+        _fail(str(exc), EXIT_UNREACHABLE)
+    finally:
+        sd.close()
+
+
+@hook_app.command("install")
+def hook_install(
+    unit: str = typer.Argument(..., help="The unit, e.g. mariadb.service."),
+    on_failure: bool = typer.Option(False, "--on-failure",
+                                    help="OnFailure=sdwatch-alert@%n.service: alert on failure."),
+    wait: bool = typer.Option(False, "--wait-healthy",
+                              help="ExecStartPost= sdwatch wait-healthy: hold the start until "
+                              "the unit's probes pass."),
+    timeout: str = typer.Option("60s", "--timeout", "-t", help="wait-healthy's timeout."),
+    config: Optional[str] = _config_option(),
+    no_reload: bool = typer.Option(False, "--no-reload", help="Skip systemctl daemon-reload."),
+) -> None:
+    """Write UNIT's sdwatch drop-in (again: same result) and reload systemd."""
+    import os
+
+    from sdwatch import hooks
+    from sdwatch.quantities import parse_duration
+
+    try:
+        seconds = parse_duration(timeout)
+        config = config or os.environ.get("SDWATCH_CONFIG")
+        text = hooks.render(unit, on_failure, wait, seconds, config=config and
+                            os.path.abspath(config))
+        path, changed = hooks.install(unit, text)
+    except (hooks.HookError, ValueError) as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    if changed:
+        _hook_reload(no_reload)
+    typer.echo(f"{'installed' if changed else 'already installed'}: {path}")
+
+
+@hook_app.command("remove")
+def hook_remove(
+    unit: str = typer.Argument(..., help="The unit."),
+    no_reload: bool = typer.Option(False, "--no-reload", help="Skip systemctl daemon-reload."),
+) -> None:
+    """Remove UNIT's sdwatch drop-in (and its .d directory if empty) and reload systemd."""
+    from sdwatch import hooks
+
+    try:
+        path = hooks.remove(unit)
+    except hooks.HookError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    if path is None:
+        typer.echo(f"no sdwatch hook installed for {unit}: nothing to remove")
+        return
+    _hook_reload(no_reload)
+    typer.echo(f"removed: {path}")
+
+
+@hook_app.command("list")
+def hook_list() -> None:
+    """List the units with an sdwatch drop-in and which hooks it holds."""
+    from sdwatch import hooks
+
+    found = hooks.list_hooks()
+    for h in found:
+        kinds = [k for k, on in (("on-failure", h.on_failure), ("wait-healthy",
+                                                                 h.wait_healthy)) if on]
+        typer.echo(f"{h.unit}  {' '.join(kinds) or '-'}  {h.path}")
+    if not found:
+        typer.echo(f"no sdwatch hooks in {hooks.systemd_dir()}")
+
+
 @app.command()
 def version() -> None:
     """Print sdwatch's version."""
