@@ -28,8 +28,9 @@ def test_runs_at_a_fixed_rate_and_records_lateness() -> None:
 
     s = asyncio.run(main())
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert all(0.03 < g < 0.08 for g in gaps), gaps
-    assert abs(sum(gaps) / len(gaps) - 0.05) < 0.01  # the rate holds on average
+    assert all(0.0 < g < 0.2 for g in gaps), gaps  # loose: a busy machine delays a wake-up
+    # fixed rate: a late start does not push later runs back, so the average holds
+    assert abs(sum(gaps) / len(gaps) - 0.05) < 0.015, gaps
     stats = s.lateness()
     assert stats["runs"] >= 6 and stats["late_p99_ms"] < 30
 
