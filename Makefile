@@ -63,3 +63,26 @@ bench: $(DEB_VENV)/.ok
 
 clean:
 	rm -rf .venv build dist *.egg-info .sdtest
+
+# --- Debian package (debian/, tests/packaging/) -------------------------------------------
+# deb: dist/sdwatch_<version>_all.deb from a clean copy of the tracked files (no .venv, no
+# untracked junk), built by Debian's own python3 and tools, then checked by lintian.
+# test-deb: install it in a throw-away systemd, check the running daemon, purge it again.
+DEB_BUILD := build/deb
+.PHONY: deb test-deb
+deb:
+	tests/packaging/install-build-deps
+	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/sdwatch dist
+	git ls-files -z | tar --null -T - --ignore-failed-read -c | tar -x -C $(DEB_BUILD)/sdwatch
+	cd $(DEB_BUILD)/sdwatch && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=$(CURDIR)/$(DEB_BUILD) \
+	  LC_ALL=C.UTF-8 dpkg-buildpackage -us -uc
+	rm -f dist/sdwatch_*.deb && cp $(DEB_BUILD)/sdwatch_*_all.deb dist/
+	@echo "== lintian =="
+	env PATH=/usr/sbin:/usr/bin:/sbin:/bin lintian -EvIL +pedantic --fail-on error,warning \
+	  $(DEB_BUILD)/sdwatch_*.changes
+	@ls -l dist/sdwatch_*.deb
+
+test-deb: deb
+	mkdir -p $(REPORTS)
+	$(SDTEST) with deb /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/packaging \
+	  --junitxml=$(REPORTS)/deb.xml
