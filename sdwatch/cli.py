@@ -229,9 +229,10 @@ def alert(
     import asyncio
     import dataclasses
 
-    from sdwatch import hooks
+    from sdwatch import hooks, logs
     from sdwatch.alerts import EVENTS, LOST, Alerter
 
+    logs.setup()
     try:
         hooks.check_unit(unit)
     except hooks.HookError as exc:
