@@ -242,6 +242,9 @@ def journal_excerpt(unit: str, invocation_id: str, lines: int = 20,
         log.warning("journal of %s unavailable: %s", unit, exc)
         return ()
     if r.returncode != 0:
+        err = r.stderr.decode("utf-8", "replace").strip().splitlines()
+        log.warning("journal of %s unavailable: journalctl exited with status %d%s", unit,
+                    r.returncode, f": {err[-1]}" if err else "")
         return ()
     text = r.stdout.decode("utf-8", "replace")
     return tuple(line for line in text.splitlines() if line)[-lines:]

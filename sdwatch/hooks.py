@@ -213,7 +213,7 @@ def failed_event(unit: str, host: str = "") -> Any:
     return AlertEvent(unit, "failed", f"{unit} failed: {why}", host=host, details=details)
 
 
-def stable_journal(unit: str, invocation_id: str, settle: float = 2.0) -> tuple[str, ...]:
+def stable_journal(unit: str, invocation_id: str, settle: float = 3.0) -> tuple[str, ...]:
     """Return journal_excerpt once two reads agree (at most ``settle`` seconds): the failed
     run's last lines and systemd's own reach journald by different paths and may lag."""
     from sdwatch.alerts import journal_excerpt
