@@ -31,12 +31,23 @@ def cli_commands() -> dict[str, list[str]]:
     group = typer.main.get_command(app)
     out = {}
     for name, command in group.commands.items():
+        # a group (sdwatch hook): its subcommands' options count as the command's
+        commands = [command, *getattr(command, "commands", {}).values()]
         opts = ["--help"]
-        for param in command.params:
+        for param in (p for c in commands for p in c.params):
             if getattr(param, "param_type_name", "") == "option":
-                opts += list(param.opts) + list(param.secondary_opts)
+                opts += [o for o in (*param.opts, *param.secondary_opts) if o not in opts]
         out[name] = opts
     return out
+
+
+def test_subcommands_are_documented() -> None:
+    group = typer.main.get_command(app)
+    man, completion = man_text(MAN1), COMPLETION.read_text()
+    for name, command in group.commands.items():
+        for sub in getattr(command, "commands", {}):
+            assert f".B sdwatch {name} {sub}" in man
+            assert re.search(rf'compgen -W "[^"]*\b{sub}\b', completion), sub
 
 
 def man_text(path: Path) -> str:
@@ -83,6 +94,17 @@ def test_every_option_is_in_the_man_page_and_the_completion(command: str) -> Non
     man = man_text(MAN1)
     assert [o for o in opts if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", man)] == []
     assert set(opts) <= completion_options(command)
+
+
+def test_every_subpackage_is_in_pyproject() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 .get("packages", []))
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".")
+             for p in (ROOT / "sdwatch").rglob("__init__.py")}
+    # a package missing from [tool.setuptools] packages is missing from the wheel and the .deb
+    assert found - listed == set(), "add to [tool.setuptools] packages in pyproject.toml"
 
 
 def test_completion_is_valid_bash() -> None:
