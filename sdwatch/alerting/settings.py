@@ -38,9 +38,9 @@ class Channel:
     kind = "channel"
 
     def __post_init__(self) -> None:
-        for i, event in enumerate(self.events):
+        for event in self.events:
             if event not in EVENTS:
-                raise SpecError(f"events[{i}]", f"unknown event {event!r} (one of: "
+                raise SpecError("events", f"unknown event {event!r} (one of: "
                                 f"{', '.join(EVENTS)})")
         if not self.units:
             raise SpecError("units", "must list at least one glob (\"*\" for every unit)")
@@ -92,7 +92,7 @@ class EmailChannel(Channel):
         if not self.to:
             raise SpecError("to", "must list at least one address")
         for i, address in enumerate((*self.to, self.sender)):
-            key = f"to[{i}]" if i < len(self.to) else "from"
+            key = "to" if i < len(self.to) else "from"
             _no_newlines(key, address)
             if address and "@" not in address:
                 raise SpecError(key, f"{address!r} is not an email address")
@@ -150,7 +150,7 @@ class ExecChannel(Channel):
         if not self.command:
             raise SpecError("command", "must not be empty")
         if not os.path.isabs(self.command[0]):
-            raise SpecError("command[0]", f"{self.command[0]!r}: must be an absolute path "
+            raise SpecError("command", f"{self.command[0]!r}: must be an absolute path "
                             "(no $PATH search, no shell)")
 
 
@@ -176,10 +176,9 @@ class AlertSettings:
             named = tuple(c if c.name else replace(c, name=f"{table}{i}")
                           for i, c in enumerate(getattr(self, table)))
             object.__setattr__(self, table, named)
-            for i, channel in enumerate(named):
+            for channel in named:
                 if channel.key in seen:
-                    raise SpecError(f"{table}[{i}].name", f"two {table} channels are named "
-                                    f"{channel.name!r}")
+                    raise SpecError(table, f"two {table} channels are named {channel.name!r}")
                 seen.add(channel.key)
 
     @property
