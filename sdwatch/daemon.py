@@ -231,7 +231,7 @@ class Supervisor:
             return
         now = time.time()
         before = policy.health(w.cfg, w.state, now)
-        kept = policy.to_persistent(w.state)
+        kept = _persistent_key(w.state)
         w.state, actions = policy.step(w.cfg, w.state, obs, now)
         after = policy.health(w.cfg, w.state, now)
         if log.isEnabledFor(logging.DEBUG) and not isinstance(obs, policy.Tick):
@@ -241,7 +241,7 @@ class Supervisor:
             log.log(NOTICE if after.ok else logging.WARNING, "%s: %s -> %s%s", name,
                     before.value, after.value, f" ({why})" if why else "")
             self.notify.status(self._status_line())
-        if policy.to_persistent(w.state) != kept:
+        if _persistent_key(w.state) != kept:
             self._save_state()
         if actions:
             self._spawn(self._execute(name, actions), f"{name}/act")
@@ -252,7 +252,8 @@ class Supervisor:
 
         for action in actions:
             if isinstance(action, policy.Alert):
-                await self._alert(name, action)
+                # delivering an alert (SMTP, webhooks) must never hold up a restart
+                self._spawn(self._alert(name, action), f"{name}/alert")
                 continue
             if isinstance(action, policy.Unmonitor):
                 log.warning("%s: unmonitored (%s)", name, action.reason)
@@ -331,8 +332,10 @@ class Supervisor:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(TICK)
-            for name in list(self.watches):
-                self.observe(name, policy.Tick())
+            now = time.time()
+            for name, w in list(self.watches.items()):
+                if _has_timer(w.state, now):
+                    self.observe(name, policy.Tick())
             if self.dirty:
                 self._write_status()
 
@@ -437,10 +440,22 @@ class Supervisor:
             "scheduler": self.schedules.lateness(),
         }
         try:
-            state_file.write_json_atomic(self._status_path, data)
+            state_file.write_json_atomic(self._status_path, data, durable=False)
             self.dirty = False
         except OSError as exc:
             log.error("cannot write %s: %s", self._status_path, exc)
+
+
+def _persistent_key(s: policy.UnitState) -> tuple:
+    """What policy.to_persistent saves, cheap to compare on every observation."""
+    return (s.restarts, s.total_restarts, s.gave_up_at, s.unmonitored)
+
+
+def _has_timer(s: policy.UnitState, now: float) -> bool:
+    """Whether time alone can change the unit's state or health: a pending restart, a
+    re-arm after giving up, or the end of startup grace."""
+    return (s.pending_until is not None or s.gave_up_at is not None
+            or (s.grace_until is not None and now < s.grace_until + 2 * TICK))
 
 
 def main(cfg: Config, config_path: str | None) -> int:

@@ -18,18 +18,22 @@ SCHEMA = "sdwatch.state/1"
 log = logging.getLogger("sdwatch")
 
 
-def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
-    """Write ``data`` as JSON to ``path`` so that readers see the old or the new file only."""
+def write_json_atomic(path: str, data: Any, mode: int = 0o644, durable: bool = True) -> None:
+    """Write ``data`` as JSON to ``path`` so that readers see the old or the new file only.
+
+    ``durable`` also survives a power loss (fsync of the file and its directory); a snapshot
+    on tmpfs that is rewritten every second does not need it."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            json.dump(data, f, indent=1 if durable else None, sort_keys=durable)
             f.write("\n")
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -37,6 +41,8 @@ def write_json_atomic(path: str, data: Any, mode: int = 0o644) -> None:
         except FileNotFoundError:
             pass
         raise
+    if not durable:
+        return
     dfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dfd)

@@ -88,6 +88,13 @@ async def connect(
     The transport is aborted on leaving, whatever the reason, so cancellation leaks no fd.
     """
     stage(f"connecting to {address}")
+    if tls is None:
+        plain = await _connect_plain(address, limit)
+        try:
+            yield plain, plain
+        finally:
+            plain.abort()
+        return
     try:
         if address.is_unix:
             reader, writer = await asyncio.open_unix_connection(
@@ -145,3 +152,110 @@ async def readable(fd: int) -> None:
         await ready
     finally:
         loop.remove_reader(fd)
+
+
+async def _connect_plain(address: Address, limit: int) -> SocketStream:
+    """Connect a non-blocking socket; raise ConnectError.  Costs half the CPU of asyncio's
+    streams (no transport/protocol layers), which is most of a probe's cost."""
+    loop = asyncio.get_running_loop()
+    try:
+        if address.is_unix:
+            family, target = socket.AF_UNIX, address.host
+        else:
+            infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+            family, target = infos[0][0], infos[0][4]
+    except socket.gaierror as exc:
+        raise ConnectError(f"cannot resolve {address.host}: {exc.strerror}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, target)
+    except OSError as exc:
+        sock.close()
+        raise ConnectError(f"cannot connect to {address}: {describe_oserror(exc)}") from None
+    except BaseException:
+        sock.close()  # cancelled at the deadline: no fd left behind
+        raise
+    return SocketStream(sock, limit)
+
+
+class SocketStream:
+    """The part of asyncio's StreamReader/StreamWriter the probes use, on a bare socket.
+
+    Same results and exceptions: readexactly raises IncompleteReadError, readuntil raises
+    LimitOverrunError past ``limit`` bytes, read returns b"" at end of file.
+    """
+
+    def __init__(self, sock: socket.socket, limit: int) -> None:
+        self._sock = sock
+        self._limit = limit
+        self._buf = bytearray()
+        self._eof = False
+        self._out = bytearray()
+
+    async def _fill(self) -> None:
+        chunk = await asyncio.get_running_loop().sock_recv(self._sock, 65536)
+        if chunk:
+            self._buf += chunk
+        else:
+            self._eof = True
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    async def read(self, n: int = -1) -> bytes:
+        """Return up to ``n`` bytes (all buffered if n < 0); b"" at end of file."""
+        if not self._buf and not self._eof:
+            await self._fill()
+        return self._take(len(self._buf) if n < 0 else n)
+
+    async def readexactly(self, n: int) -> bytes:
+        """Return exactly ``n`` bytes; IncompleteReadError if the peer closes first."""
+        while len(self._buf) < n:
+            if self._eof:
+                partial = self._take(len(self._buf))
+                raise asyncio.IncompleteReadError(partial, n)
+            await self._fill()
+        return self._take(n)
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        """Return data up to and including ``separator``."""
+        start = 0
+        while True:
+            at = self._buf.find(separator, start)
+            if at >= 0:
+                return self._take(at + len(separator))
+            if len(self._buf) > self._limit:
+                raise asyncio.LimitOverrunError("separator not found within the limit",
+                                                len(self._buf))
+            if self._eof:
+                raise asyncio.IncompleteReadError(self._take(len(self._buf)), None)
+            start = max(0, len(self._buf) - len(separator) + 1)
+            await self._fill()
+
+    def write(self, data: bytes) -> None:
+        """Send what the socket takes now; keep the rest for drain()."""
+        if not self._out:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # as asyncio's writer: a broken connection shows in drain or read
+            data = data[sent:]
+        self._out += data
+
+    async def drain(self) -> None:
+        """Send what write() kept."""
+        if self._out:
+            out, self._out = bytes(self._out), bytearray()
+            await asyncio.get_running_loop().sock_sendall(self._sock, out)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default  # no TLS on a plain socket
+
+    def abort(self) -> None:
+        """Close the socket at once."""
+        self._sock.close()
