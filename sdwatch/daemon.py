@@ -29,6 +29,7 @@ from sdwatch.systemd import Change, Systemd, SystemdUnavailable, UnitError
 log = logging.getLogger("sdwatch")
 STATUS_SCHEMA = "sdwatch.daemon/1"
 TICK = 1.0
+SNAPSHOT = 5.0  # seconds between status.json refreshes when no health changed
 
 
 @dataclass
@@ -63,6 +64,8 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.background: set[asyncio.Task] = set()
         self.dirty = True
+        self.health_changed = False
+        self.next_snapshot = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -241,11 +244,14 @@ class Supervisor:
             log.log(NOTICE if after.ok else logging.WARNING, "%s: %s -> %s%s", name,
                     before.value, after.value, f" ({why})" if why else "")
             self.notify.status(self._status_line())
+            self.health_changed = True
         if _persistent_key(w.state) != kept:
             self._save_state()
         if actions:
             self._spawn(self._execute(name, actions), f"{name}/act")
         self.dirty = True
+        self.health_changed = False
+        self.next_snapshot = 0.0
 
     async def _execute(self, name: str, actions: list) -> None:
         import signal as sig
@@ -336,7 +342,9 @@ class Supervisor:
             for name, w in list(self.watches.items()):
                 if _has_timer(w.state, now):
                     self.observe(name, policy.Tick())
-            if self.dirty:
+            # the snapshot: at once when a health changed, else every SNAPSHOT seconds
+            # (its JSON is most of an idle daemon's CPU)
+            if self.health_changed or (self.dirty and now >= self.next_snapshot):
                 self._write_status()
 
     async def _watchdog(self) -> None:
@@ -397,6 +405,8 @@ class Supervisor:
                 self._spawn(self.alerter.run(), "alerts")
         self._save_state()
         self.dirty = True
+        self.health_changed = False
+        self.next_snapshot = 0.0
         log.info("reloaded: %d units (%d unchanged, %d changed)", len(self.watches), kept,
                  changed)
         self.notify.ready(self._status_line())
@@ -441,7 +451,8 @@ class Supervisor:
         }
         try:
             state_file.write_json_atomic(self._status_path, data, durable=False)
-            self.dirty = False
+            self.dirty = self.health_changed = False
+            self.next_snapshot = time.time() + SNAPSHOT
         except OSError as exc:
             log.error("cannot write %s: %s", self._status_path, exc)
 
