@@ -72,10 +72,10 @@ DEB_BUILD := build/deb
 .PHONY: deb test-deb
 deb:
 	tests/packaging/install-build-deps
-	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/sdwatch dist
-	git ls-files -z | tar --null -T - --ignore-failed-read -c | tar -x -C $(DEB_BUILD)/sdwatch
-	cd $(DEB_BUILD)/sdwatch && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=$(CURDIR)/$(DEB_BUILD) \
-	  LC_ALL=C.UTF-8 dpkg-buildpackage -us -uc
+	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/src dist
+	git ls-files -z | tar --null -T - --ignore-failed-read -c | tar -x -C $(DEB_BUILD)/src
+	cd $(DEB_BUILD)/src && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=$(CURDIR)/$(DEB_BUILD) \
+	  LC_ALL=C.UTF-8 DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" dpkg-buildpackage -us -uc
 	rm -f dist/sdwatch_*.deb && cp $(DEB_BUILD)/sdwatch_*_all.deb dist/
 	@echo "== lintian =="
 	env PATH=/usr/sbin:/usr/bin:/sbin:/bin lintian -EvIL +pedantic --fail-on error,warning \
