@@ -226,11 +226,18 @@ def failure_details(result: str, exec_main_code: int, exec_main_status: int,
 
 
 def journal_excerpt(unit: str, invocation_id: str, lines: int = 20,
-                    timeout: float = 5.0) -> tuple[str, ...]:
+                    timeout: float = 5.0, since_usec: int = 0) -> tuple[str, ...]:
     """Given a unit and its run's InvocationID ("" for none), return the last ``lines``
-    journal lines of that run (or of the unit), () if journalctl fails.  Blocking."""
+    journal lines of that run (or of the unit), () if journalctl fails.  Blocking.
+
+    With ``since_usec`` (the run's ExecMainStartTimestamp) the unit's lines since then are
+    taken instead: journald tags the output of a process that exits at once with the unit
+    (from its stream) but not always with the run's invocation ID (read from the cgroup of
+    a process already gone)."""
     cmd = ["journalctl", "--no-pager", "--quiet", "-o", "short-iso", "-n", str(lines)]
-    if re.fullmatch(r"[0-9a-f]{32}", invocation_id):
+    if since_usec > 0:
+        cmd += ["-u", unit, f"--since=@{since_usec / 1e6:.6f}"]
+    elif re.fullmatch(r"[0-9a-f]{32}", invocation_id):
         # the service's own output, "+" the lines systemd logged about that run
         cmd += [f"_SYSTEMD_INVOCATION_ID={invocation_id}", "+",
                 f"INVOCATION_ID={invocation_id}"]

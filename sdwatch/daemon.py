@@ -291,13 +291,26 @@ class Supervisor:
         level = logging.WARNING if alert.event in ("failing", "gave_up", "crashed",
                                                    "limit") else NOTICE
         log.log(level, "%s: alert %s: %s", name, alert.event, alert.message)
-        if self.alerter is None:
-            return
-        from sdwatch.alerts import AlertEvent
+        settings = self.cfg.alert
+        if self.alerter is None or not (settings.email or settings.webhook or settings.exec):
+            return  # no channels: the log line above is the alert
+        from sdwatch.alerts import AlertEvent, failure_details, journal_excerpt
 
         w = self.watches.get(name)
-        details = {"result": w.result if w else "",
-                   "restarts_sdwatch": w.state.total_restarts if w else 0}
+        details: dict[str, Any] = {"result": w.result if w else "",
+                                   "restarts_sdwatch": w.state.total_restarts if w else 0}
+        if alert.event in ("crashed", "failing", "gave_up"):
+            # the evidence: how the main process ended, and its last journal lines
+            try:
+                info = await self.bus.call(lambda sd: sd.unit_info(name))
+                _, more = failure_details(info.result, info.exec_main_code,
+                                          info.exec_main_status, info.n_restarts)
+                details.update(more)
+                details["journal"] = await asyncio.to_thread(
+                    journal_excerpt, name, info.invocation_id,
+                    since_usec=info.exec_main_start_timestamp)
+            except (TimeoutError, UnitError, SystemdUnavailable) as exc:
+                log.debug("%s: no failure details for the alert: %s", name, exc)
         await self.alerter.send(AlertEvent(unit=name, event=alert.event, message=alert.message,
                                            time=time.time(), host=os.uname().nodename,
                                            details=details))
@@ -444,7 +457,8 @@ class Supervisor:
                 described["probes"].setdefault(pname, {}).update(last)
             units[name] = {"health": health[name].value, **described, "limits_last": w.limits}
         data = {
-            "schema": STATUS_SCHEMA, "pid": os.getpid(), "started_at": self.started_at,
+            "schema": STATUS_SCHEMA, "pid": os.getpid(),
+            "pid_start": resources.process_start(os.getpid()), "started_at": self.started_at,
             "updated_at": time.time(), "config_files": list(self.cfg.files),
             "status": self._status_line(), "units": units,
             "scheduler": self.schedules.lateness(),

@@ -209,20 +209,21 @@ def failed_event(unit: str, host: str = "") -> Any:
     why, details = failure_details(info.result, info.exec_main_code, info.exec_main_status,
                                    info.n_restarts)
     details["invocation_id"] = info.invocation_id
-    details["journal"] = stable_journal(unit, info.invocation_id)
+    details["journal"] = stable_journal(unit, info.invocation_id, info.exec_main_start_timestamp)
     return AlertEvent(unit, "failed", f"{unit} failed: {why}", host=host, details=details)
 
 
-def stable_journal(unit: str, invocation_id: str, settle: float = 3.0) -> tuple[str, ...]:
+def stable_journal(unit: str, invocation_id: str, since_usec: int = 0,
+                   settle: float = 3.0) -> tuple[str, ...]:
     """Return journal_excerpt once two reads agree (at most ``settle`` seconds): the failed
     run's last lines and systemd's own reach journald by different paths and may lag."""
     from sdwatch.alerts import journal_excerpt
 
     deadline = time.monotonic() + settle
-    last = journal_excerpt(unit, invocation_id)
+    last = journal_excerpt(unit, invocation_id, since_usec=since_usec)
     while time.monotonic() < deadline:
         time.sleep(0.25)
-        now = journal_excerpt(unit, invocation_id)
+        now = journal_excerpt(unit, invocation_id, since_usec=since_usec)
         if now == last and now:
             break
         last = now

@@ -163,6 +163,16 @@ def sample_unit(control_group: str, main_pid: int = 0, cpu_usage_nsec: int | Non
     )
 
 
+def process_start(pid: int) -> int | None:
+    """Return when a process started (clock ticks since boot, /proc/PID/stat field 22), or
+    None if it is gone: with the PID, an identity that survives PID reuse."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @dataclass(frozen=True)
 class ProcessSample:
     """The figures of one process that a unit sample adds up."""

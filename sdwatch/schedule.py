@@ -2,9 +2,10 @@
 
 Each job runs every ``interval`` seconds without drift (the next run is due ``interval``
 after the previous one was due, not after it ended), starts at a random offset so that
-many jobs of the same interval spread out, and skips runs it overran rather than bunching
-them.  ``overdue()`` names jobs that stopped keeping their schedule; ``lateness()`` sums up
-how late runs started.
+many jobs of the same interval spread out, and after an overrun runs once at once rather
+than bunching the missed runs (a hung service is seen again without waiting a whole slot).
+``overdue()`` names jobs that stopped keeping their schedule; ``lateness()`` sums up how
+late runs started.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ class Schedules:
                 self._record(loop.time() - at)
                 await job()
                 at += interval
-                if at < loop.time():  # overran: skip the missed runs
-                    at = loop.time() + interval
+                if at < loop.time():
+                    # overran (a probe that waited out its timeout): run again at once, once,
+                    # rather than bunching the missed runs or waiting for the next slot
+                    at = loop.time()
         finally:
             self.due.pop(key, None)
 

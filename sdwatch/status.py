@@ -133,12 +133,15 @@ def read_daemon(runtime_dir: str) -> dict[str, Any]:
     import os
 
     path = os.path.join(runtime_dir, "status.json")
+    from sdwatch.resources import process_start
+
     try:
         with open(path) as f:
             data = json.load(f)
         pid = int(data["pid"])
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            alive = b"sdwatch" in f.read()
+        # the same process that wrote it, not another one that got its PID since
+        started = data.get("pid_start")
+        alive = started is not None and process_start(pid) == started
     except (OSError, ValueError, KeyError, TypeError):
         return {"running": False, "path": path}
     if not alive:

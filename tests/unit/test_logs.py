@@ -5,6 +5,18 @@ import pytest
 from sdwatch import logs
 
 
+@pytest.fixture(autouse=True)
+def restore_logger():
+    """logs.setup() reconfigures the process-wide "sdwatch" logger: put it back afterwards,
+    or later tests' caplog would not see sdwatch's records."""
+    log = logging.getLogger("sdwatch")
+    saved = (list(log.handlers), log.level, log.propagate)
+    yield
+    log.handlers[:] = saved[0]
+    log.setLevel(saved[1])
+    log.propagate = saved[2]
+
+
 @pytest.mark.parametrize("level, prefix", [(logging.ERROR, "<3>"), (logging.WARNING, "<4>"),
                                            (logs.NOTICE, "<5>"), (logging.INFO, "<6>"),
                                            (logging.DEBUG, "<7>")])

@@ -110,9 +110,15 @@ DAEMON_UNITS = {"memcached.service": {
 def test_read_daemon_needs_a_live_sdwatch_process(tmp_path) -> None:
     import os
 
-    (tmp_path / "status.json").write_text(json.dumps({"pid": os.getpid(), "units": {}}))
-    # this pytest process is alive but is not sdwatch: a stale file from a reused pid
+    from sdwatch.resources import process_start
+
+    me = os.getpid()
+    (tmp_path / "status.json").write_text(json.dumps({"pid": me, "pid_start": 1, "units": {}}))
+    # this process is alive but started at another time: a stale file from a reused pid
     assert status.read_daemon(str(tmp_path))["running"] is False
+    (tmp_path / "status.json").write_text(json.dumps({"pid": me, "pid_start": process_start(me),
+                                                      "status": "ok", "units": {}}))
+    assert status.read_daemon(str(tmp_path))["running"] is True
 
 
 def test_daemon_snapshot_adds_probe_results_and_its_verdict() -> None:
