@@ -168,6 +168,11 @@ class Spec:
                             "user and password_file go together")
         if self.query is not None and self.user is None:
             raise SpecError("query", "needs user and password_file")
+        if self.password_file is not None:
+            try:  # refused when the config is read (sdwatch validate), not only when used
+                check_password_file(self.password_file)
+            except ValueError as exc:
+                raise SpecError("password_file", str(exc)) from None
 
     @property
     def target(self) -> net.Address:

@@ -126,10 +126,15 @@ def test_mysql_bad_password_fails_without_leaking(mariadb: servers.Server, tmp_p
                              "password_file": str(wrong)})
     assert result.outcome is Outcome.FAILED and "Access denied" in result.reason
     assert "xyzzy" not in result.reason and "(error 1045)" in result.reason
-    wrong.chmod(0o644)
-    loose = probe("mysql", {"address": mariadb.address, "user": servers.MYSQL_USER,
-                            "password_file": str(wrong)})
+    spec = schema.build(REGISTRY["mysql"].spec, {"address": mariadb.address,
+                                                 "user": servers.MYSQL_USER,
+                                                 "password_file": str(wrong)})
+    wrong.chmod(0o644)  # loosened after the config was read: refused when used, too
+    loose = asyncio.run(run("mysql", spec, 5.0))
     assert loose.outcome is Outcome.UNKNOWN and "readable by group or others" in loose.reason
+    with pytest.raises(schema.SpecError, match="readable by group or others"):
+        schema.build(REGISTRY["mysql"].spec, {"address": mariadb.address, "user": "u",
+                                              "password_file": str(wrong)})
 
 
 def test_mysql_stopped_times_out_and_leaves_no_thread(mariadb: servers.Server) -> None:

@@ -120,3 +120,21 @@ def test_inherited_timeout_shrinks_to_a_short_interval(tmp_path: pathlib.Path) -
                  'interval = "200ms" }]\n')
     p = load(str(f)).units["a.service"].probes[0]
     assert (p.interval, p.timeout) == (0.2, 0.2)
+
+
+def test_password_file_readable_by_others_is_refused_at_load(tmp_path: pathlib.Path) -> None:
+    secret = tmp_path / "mysql.pass"
+    secret.write_text("hunter2-do-not-show\n")
+    secret.chmod(0o640)
+    cfg = tmp_path / "sdwatch.toml"
+    cfg.write_text('[unit."mariadb.service"]\nprobe = [{ kind = "mysql", socket = "/run/x.sock", '
+                   f'user = "sdwatch", password_file = "{secret}" }}]\n')
+    with pytest.raises(ConfigError) as info:
+        load(str(cfg))
+    assert info.value.messages == [
+        f'{cfg}: unit."mariadb.service".probe[0].password_file: password file {secret} is '
+        f'readable by group or others (mode 0640); chmod 600 {secret}']
+    assert "hunter2" not in str(info.value)
+    secret.chmod(0o600)
+    spec = load(str(cfg)).units["mariadb.service"].probes[0].spec
+    assert "hunter2" not in repr(spec)

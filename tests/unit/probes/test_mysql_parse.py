@@ -130,5 +130,15 @@ def test_spec_requires_user_with_password_file_and_one_address() -> None:
         schema.build(Spec, {"address": "127.0.0.1", "socket": "/run/x.sock"}, "p")
     with pytest.raises(schema.SpecError, match="p.query: needs user"):
         schema.build(Spec, {"socket": "/run/x.sock", "query": "SELECT 1"}, "p")
-    spec = schema.build(Spec, {"address": "db", "user": "u", "password_file": "/etc/p"}, "p")
-    assert spec.target.port == 3306 and "password=" not in repr(spec)
+    with pytest.raises(schema.SpecError, match="p.password_file: password file /nonexistent/p: "
+                       "No such file"):
+        schema.build(Spec, {"address": "db", "user": "u", "password_file": "/nonexistent/p"},
+                     "p")
+
+
+def test_spec_with_a_private_password_file(tmp_path) -> None:
+    secret = tmp_path / "p"
+    secret.write_text("s3cret-value\n")
+    secret.chmod(0o600)
+    spec = schema.build(Spec, {"address": "db", "user": "u", "password_file": str(secret)}, "p")
+    assert spec.target.port == 3306 and "s3cret" not in repr(spec)
