@@ -84,6 +84,7 @@ deb:
 	@echo "== lintian =="
 	env PATH=/usr/sbin:/usr/bin:/sbin:/bin lintian -EvIL +pedantic --fail-on error,warning \
 	  $(DEB_BUILD)/sdwatch_*.changes
+	@echo "lintian: no errors, no warnings"
 	@ls -l dist/sdwatch_*.deb
 
 test-deb: deb
