@@ -1,5 +1,5 @@
 """Allow ``python -m sdwatch``."""
 
-from sdwatch.cli import main
+from sdwatch.main import main
 
 main()

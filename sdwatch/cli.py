@@ -6,7 +6,6 @@ configuration or usage, 3 some unit is not healthy, 4 systemd cannot be reached.
 
 from __future__ import annotations
 
-import sys
 from typing import List, NoReturn, Optional
 
 import typer
@@ -48,20 +47,6 @@ def _connect():  # -> sdwatch.systemd.Systemd
         _fail(str(exc), EXIT_UNREACHABLE)
 
 
-def _snapshot(units: Optional[List[str]], all_units: bool, config: Optional[str]):
-    from sdwatch.status import collect
-    from sdwatch.systemd import SystemdUnavailable
-
-    cfg = _load_config(config)
-    sd = _connect()
-    try:
-        return collect(sd, cfg, units or (), all_units)
-    except SystemdUnavailable as exc:
-        _fail(str(exc), EXIT_UNREACHABLE)
-    finally:
-        sd.close()
-
-
 @app.command()
 def status(
     units: Optional[List[str]] = typer.Argument(None, help="Units to show (default: the "
@@ -72,16 +57,9 @@ def status(
     config: Optional[str] = _config_option(),
 ) -> None:
     """Show the system and each unit: state, health, PID, uptime, restarts, tasks, memory, CPU."""
-    from sdwatch import status as st
+    from sdwatch import report
 
-    snap = _snapshot(units, all_units, config)
-    if as_json:
-        import json
-
-        typer.echo(json.dumps(st.to_json(snap), indent=2))
-    else:
-        typer.echo(st.render_text(snap), nl=False)
-    raise typer.Exit(EXIT_OK if snap.healthy else EXIT_UNHEALTHY)
+    raise typer.Exit(report.run(units or (), all_units, as_json, config))
 
 
 @app.command()
@@ -91,11 +69,9 @@ def summary(
     config: Optional[str] = _config_option(),
 ) -> None:
     """One line per unit: health, state, memory, CPU, uptime."""
-    from sdwatch import status as st
+    from sdwatch import report
 
-    snap = _snapshot(units, all_units, config)
-    typer.echo(st.render_summary(snap), nl=False)
-    raise typer.Exit(EXIT_OK if snap.healthy else EXIT_UNHEALTHY)
+    raise typer.Exit(report.run(units or (), all_units, False, config, summary=True))
 
 
 @app.command()
@@ -376,11 +352,3 @@ def version() -> None:
     from sdwatch import __version__
 
     typer.echo(__version__)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)

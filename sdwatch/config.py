@@ -16,7 +16,6 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sdwatch.alerting.settings import AlertSettings
 from sdwatch.quantities import Duration, parse_percent, parse_size
 from sdwatch.schema import SpecError, build, join
 from sdwatch.states import unit_name_problem
@@ -139,7 +138,16 @@ class Config:
     settings: Settings = Settings()
     units: Mapping[str, UnitConfig] = field(default_factory=dict)
     files: tuple[str, ...] = ()
-    alert: AlertSettings = AlertSettings()
+    alert_table: Any = None  # alerting.settings.AlertSettings, when a file has [alert]
+
+    @property
+    def alert(self) -> Any:
+        """The [alert] settings (AlertSettings; without the table: no channels)."""
+        if self.alert_table is not None:
+            return self.alert_table
+        from sdwatch.alerting.settings import AlertSettings  # not on status's fast path
+
+        return AlertSettings()
 
     @property
     def zero_config(self) -> bool:
@@ -237,9 +245,12 @@ def load(path: str | None = None) -> Config:
         bad = exc.key.split(".")[1] if "." in exc.key else ""
         errors.append(f"{settings_origin.get(bad, files[0] if files else DEFAULT_PATH)}: {exc}")
 
-    alert = AlertSettings()
+    alert = None
     try:
-        alert = build(AlertSettings, alert_data, "alert")
+        if alert_data:
+            from sdwatch.alerting.settings import AlertSettings
+
+            alert = build(AlertSettings, alert_data, "alert")
     except SpecError as exc:
         where = exc.key.split(".")[1] if "." in exc.key else ""
         errors.append(f"{alert_origin.get(where, files[0] if files else DEFAULT_PATH)}: {exc}")
@@ -252,7 +263,7 @@ def load(path: str | None = None) -> Config:
             errors.append(f"{file}: {exc}")
     if errors:
         raise ConfigError(errors)
-    return Config(settings=settings, units=units_out, files=tuple(files), alert=alert)
+    return Config(settings=settings, units=units_out, files=tuple(files), alert_table=alert)
 
 
 def _merge_alert(table: Mapping[str, Any], file: str, into: dict[str, Any],

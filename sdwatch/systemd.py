@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import socket
 import sys
 import types
 from dataclasses import dataclass
@@ -391,6 +390,8 @@ class Events:
             raise SystemdUnavailable("lost the signal connection to systemd (closed by peer)")
 
     def _hung_up(self) -> bool:
+        import socket
+
         fd = self._bus.get_fd()
         if fd < 0:
             return True
