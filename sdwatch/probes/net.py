@@ -161,7 +161,9 @@ async def _connect_plain(address: Address, limit: int) -> SocketStream:
     try:
         if address.is_unix:
             family, target = socket.AF_UNIX, address.host
-        else:
+        elif (literal := _ip_literal(address.host)) is not None:
+            family, target = literal, (address.host, address.port)
+        else:  # a name: the resolver runs in the loop's executor, as asyncio's own does
             infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
             family, target = infos[0][0], infos[0][4]
     except socket.gaierror as exc:
@@ -177,6 +179,18 @@ async def _connect_plain(address: Address, limit: int) -> SocketStream:
         sock.close()  # cancelled at the deadline: no fd left behind
         raise
     return SocketStream(sock, limit)
+
+
+def _ip_literal(host: str) -> int | None:
+    """The address family of an IP literal, or None for a host name (which needs resolving:
+    a thread hop and most of a probe's cost, for nothing, when the address is literal)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return family
+        except OSError:
+            continue
+    return None
 
 
 class SocketStream:
