@@ -140,6 +140,7 @@ class UnitState:
     result: str = ""
     grace_until: float | None = None
     pending_until: float | None = None  # a (re)start by sdwatch not yet seen active
+    pending_started: bool = False  # ... and systemd has begun starting it (activating)
     restarts: tuple[float, ...] = ()  # times of sdwatch's recent (re)starts
     total_restarts: int = 0
     gave_up_at: float | None = None
@@ -327,7 +328,7 @@ def _start(cfg: UnitConfig, state: UnitState, now: float, reason: str, restart: 
         return _give_up(cfg, replace(state, restarts=recent), now, reason)
     state = replace(_fresh_start(cfg, state, now), restarts=(*recent, now),
                     total_restarts=state.total_restarts + 1,
-                    pending_until=now + max(cfg.grace, PENDING_TIMEOUT))
+                    pending_until=now + max(cfg.grace, PENDING_TIMEOUT), pending_started=False)
     do: Do = Restart(kill_first=cfg.kill_first, reason=reason) if restart else Start(reason)
     return state, [ResetFailed(), do] if reset_failed else [do]
 
@@ -450,9 +451,17 @@ def _on_systemd(cfg: UnitConfig, state: UnitState, obs: SystemdObserved,
     state = replace(state, active_state=obs.active_state, sub_state=obs.sub_state,
                     result=obs.result)
     if state.pending_until is not None:
-        if obs.active_state != "active":
-            return state, []  # part of our own restart
-        return replace(_fresh_start(cfg, state, now), pending_until=None), []
+        if obs.active_state == "active":
+            return replace(_fresh_start(cfg, state, now), pending_until=None,
+                           pending_started=False), []
+        if obs.active_state == "activating":
+            return replace(state, pending_started=True), []
+        if obs.active_state == "failed" and (state.pending_started
+                                             or obs.result == "start-limit-hit"):
+            # our (re)start failed: systemd refused it (start rate limit) or the process died
+            # while starting.  A failure before that is the old process going (kill_first).
+            return _react(cfg, replace(state, pending_until=None, pending_started=False), now)
+        return state, []  # part of our own restart
     if (obs.active_state, obs.sub_state) == before:
         return state, []
     if obs.active_state == "active":

@@ -258,3 +258,17 @@ def test_status_shows_the_daemons_probe_results(daemon, memcached) -> None:
     r = subprocess.run([sys.executable, "-m", "sdwatch", "status", "--config", str(CONFIG)],
                        capture_output=True, text=True, timeout=30)
     assert "sdwatch daemon                not running" in r.stdout
+
+
+def test_start_limit_hit_is_reset_and_the_restart_retried(daemon, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity\nRestart=no",
+                     unit="StartLimitIntervalSec=60s\nStartLimitBurst=2")
+    daemon(f'[unit."{name}"]\ngrace = "100ms"\n'
+           'probe = [{ kind = "tcp", address = "127.0.0.1:9", interval = "300ms", '
+           'timeout = "100ms", failures = 1 }]\n'
+           'restart_limit = { restarts = 4, within = "1m" }\n')
+    wait_for(lambda: unit_status(name).get("gave_up"), timeout=30, what="gave up")
+    log = journal()
+    assert f"{name}: resetfailed" in log  # systemd refused a start: sdwatch cleared the limit
+    assert "start-limit-hit" in log
+    assert unit_status(name)["restarts_by_sdwatch"] == 4

@@ -206,8 +206,13 @@ CASES = [
          [(0, ACTIVE), (10, bad()), (10 + PENDING_TIMEOUT - 1, bad()),
           (10 + PENDING_TIMEOUT, Tick()), (10 + PENDING_TIMEOUT + 1, bad())],
          [(10, ["failing", "restart"]), (10 + PENDING_TIMEOUT + 1, ["restart"])]),
-    Case("restart_that_ends_failed_is_a_crash_after_timeout", unit(probes=(probe(failures=1),)),
+    Case("restart_that_ends_failed_is_a_crash_at_once", unit(probes=(probe(failures=1),)),
          [(0, ACTIVE), (10, bad()), (11, ACTIVATING), (12, crashed()),
+          (10 + PENDING_TIMEOUT - 1, Tick()), (10 + PENDING_TIMEOUT, Tick())],
+         [(10, ["failing", "restart"]), (12, ["crashed", "restart"])]),
+    Case("restart_never_seen_starting_is_a_crash_after_timeout",
+         unit(probes=(probe(failures=1),)),
+         [(0, ACTIVE), (10, bad()), (12, crashed()),
           (10 + PENDING_TIMEOUT - 1, Tick()), (10 + PENDING_TIMEOUT, Tick())],
          [(10, ["failing", "restart"]), (10 + PENDING_TIMEOUT, ["crashed", "restart"])]),
     # 3. restart limit
@@ -504,3 +509,28 @@ def test_restarted_unit_is_starting_in_grace_then_failing_if_still_failing() -> 
     s, acts = step(cfg, s, ok(), 21.0)
     assert [short(a) for a in acts] == ["recovered"]
     assert health(cfg, s, 31.0) is Health.HEALTHY
+
+
+def test_restart_refused_by_the_start_rate_limit_resets_and_retries() -> None:
+    cfg = unit(probes=(probe(failures=1),), restart_limit=RestartLimit(restarts=5))
+    s = initial(cfg, 0.0)
+    s, _ = step(cfg, s, ACTIVE, 0.0)
+    s, acts = step(cfg, s, bad(), 10.0)
+    assert [type(a) for a in acts] == [Alert, Restart]
+    s, acts = step(cfg, s, SystemdObserved("failed", "failed", "start-limit-hit"), 10.01)
+    assert [short(a) for a in acts][:1] == ["crashed"]
+    assert [type(a) for a in acts][1:] == [ResetFailed, Restart]
+    assert s.total_restarts == 2 and s.pending_until is not None
+
+
+def test_failure_while_our_restart_starts_the_unit_is_a_crash() -> None:
+    cfg = unit(probes=(probe(failures=1),), restart_limit=RestartLimit(restarts=5))
+    s = initial(cfg, 0.0)
+    s, _ = step(cfg, s, ACTIVE, 0.0)
+    s, acts = step(cfg, s, bad(), 10.0)
+    s, _ = step(cfg, s, SystemdObserved("failed", "failed", "signal"), 10.01)  # kill_first
+    assert s.pending_until is not None  # the old process going: still our restart
+    s, acts = step(cfg, s, ACTIVATING, 10.02)
+    assert acts == [] and s.pending_started
+    s, acts = step(cfg, s, crashed("exit-code"), 10.03)  # died while starting
+    assert [short(a) for a in acts][:1] == ["crashed"] and type(acts[-1]) is Restart
