@@ -250,8 +250,6 @@ class Supervisor:
         if actions:
             self._spawn(self._execute(name, actions), f"{name}/act")
         self.dirty = True
-        self.health_changed = False
-        self.next_snapshot = 0.0
 
     async def _execute(self, name: str, actions: list) -> None:
         import signal as sig
@@ -417,9 +415,7 @@ class Supervisor:
             if self.alerter is not None:
                 self._spawn(self.alerter.run(), "alerts")
         self._save_state()
-        self.dirty = True
-        self.health_changed = False
-        self.next_snapshot = 0.0
+        self.dirty = self.health_changed = True  # a new snapshot at the next tick
         log.info("reloaded: %d units (%d unchanged, %d changed)", len(self.watches), kept,
                  changed)
         self.notify.ready(self._status_line())

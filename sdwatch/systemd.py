@@ -306,6 +306,7 @@ class Change:
     sub_state: str | None = None
     result: str | None = None
     main_pid: int | None = None
+    job: bool | None = None  # a job (start, stop, restart...) is queued for the unit now
 
 
 class Events:
@@ -346,6 +347,7 @@ class Events:
                 sub_state=_str(changed[b"SubState"]) if b"SubState" in changed else None,
                 result=_str(changed[b"Result"]) if b"Result" in changed else None,
                 main_pid=int(changed[b"MainPID"]) if b"MainPID" in changed else None,
+                job=bool(changed[b"Job"][0]) if b"Job" in changed else None,
             ))
 
         self._callback = on_signal
