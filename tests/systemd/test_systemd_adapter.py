@@ -23,8 +23,12 @@ def test_unit_info_matches_systemctl(sd, make_unit) -> None:
     assert info.result == show(name, "Result") == "success"
     assert info.control_group == show(name, "ControlGroup") == f"/system.slice/{name}"
     assert info.n_restarts == int(show(name, "NRestarts"))
-    assert info.tasks_current == int(show(name, "TasksCurrent")) == 1
-    assert info.memory_current is not None and info.memory_current > 0
+    # a cgroup v2 tree without the pids/memory controllers (systemd booted unified on a
+    # hybrid host) has no accounting for them: systemd says "[not set]", sdwatch None
+    tasks, memory = show(name, "TasksCurrent"), show(name, "MemoryCurrent")
+    assert info.tasks_current == (None if tasks == "[not set]" else int(tasks))
+    assert info.memory_current == (None if memory == "[not set]" else int(memory))
+    assert tasks == "[not set]" or info.tasks_current == 1
     assert info.active_enter_timestamp > 0 and info.exec_main_start_timestamp > 0
     assert info.unit_file_state == show(name, "UnitFileState")
     assert all(isinstance(v, (str, int, type(None))) for v in vars(info).values())
