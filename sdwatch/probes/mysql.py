@@ -18,8 +18,6 @@ scrubbed from any error text.  The password file must not be readable by group o
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import os
 import socket
 import stat
@@ -31,7 +29,6 @@ from sdwatch.probes import net
 from sdwatch.probes.base import (
     CheckFailed,
     CheckUnknown,
-    ConnectError,
     Metric,
     ProtocolError,
     in_thread,
@@ -195,33 +192,8 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
 
 async def _connect_socket(address: net.Address) -> socket.socket:
     """Connect a non-blocking socket on the loop (cancellable); raise ConnectError."""
-    loop = asyncio.get_running_loop()
     stage(f"connecting to {address}")
-    if address.is_unix:
-        family, sockaddr = socket.AF_UNIX, address.host
-    else:
-        try:
-            ip = ipaddress.ip_address(address.host)
-            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-            sockaddr = (address.host, address.port)
-        except ValueError:  # a name: resolve (in the loop's executor, as asyncio does)
-            try:
-                infos = await loop.getaddrinfo(address.host, address.port,
-                                               type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                raise ConnectError(f"cannot resolve {address.host}: {exc.strerror}") from None
-            family, _, _, _, sockaddr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        await loop.sock_connect(sock, sockaddr)
-    except OSError as exc:
-        sock.close()
-        raise ConnectError(f"cannot connect to {address}: {net.describe_oserror(exc)}") from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return await net.connect_socket(address)
 
 
 async def _peek_greeting(sock: socket.socket) -> Greeting:
