@@ -165,8 +165,9 @@ class Spec:
                             "user and password_file go together")
         if self.query is not None and self.user is None:
             raise SpecError("query", "needs user and password_file")
-        if self.password_file is not None:
-            try:  # refused when the config is read (sdwatch validate), not only when used
+        if self.password_file is not None and os.path.exists(self.password_file):
+            try:  # refused when the config is read (sdwatch validate), not only when used;
+                # a file not there yet fails the probe with its reason, not the whole config
                 check_password_file(self.password_file)
             except ValueError as exc:
                 raise SpecError("password_file", str(exc)) from None

@@ -27,7 +27,9 @@ def test_unit_info_matches_systemctl(sd, make_unit) -> None:
     # hybrid host) has no accounting for them: systemd says "[not set]", sdwatch None
     tasks, memory = show(name, "TasksCurrent"), show(name, "MemoryCurrent")
     assert info.tasks_current == (None if tasks == "[not set]" else int(tasks))
-    assert info.memory_current == (None if memory == "[not set]" else int(memory))
+    # (memory moves between two reads: present or absent alike is what can be compared)
+    assert (info.memory_current is None) == (memory == "[not set]")
+    assert info.memory_current is None or info.memory_current > 0
     assert tasks == "[not set]" or info.tasks_current == 1
     assert info.active_enter_timestamp > 0 and info.exec_main_start_timestamp > 0
     assert info.unit_file_state == show(name, "UnitFileState")

@@ -130,10 +130,10 @@ def test_spec_requires_user_with_password_file_and_one_address() -> None:
         schema.build(Spec, {"address": "127.0.0.1", "socket": "/run/x.sock"}, "p")
     with pytest.raises(schema.SpecError, match="p.query: needs user"):
         schema.build(Spec, {"socket": "/run/x.sock", "query": "SELECT 1"}, "p")
-    with pytest.raises(schema.SpecError, match="p.password_file: password file /nonexistent/p: "
-                       "No such file"):
-        schema.build(Spec, {"address": "db", "user": "u", "password_file": "/nonexistent/p"},
-                     "p")
+    # not there yet: the probe will fail with that reason, the config stays valid
+    spec = schema.build(Spec, {"address": "db", "user": "u", "password_file": "/nonexistent/p"},
+                        "p")
+    assert spec.password_file == "/nonexistent/p"
 
 
 def test_spec_with_a_private_password_file(tmp_path) -> None:
