@@ -3,7 +3,8 @@
 Files: ``/etc/sdwatch/sdwatch.toml`` then ``/etc/sdwatch/conf.d/*.toml`` in name order (or the
 file named by ``--config`` / ``SDWATCH_CONFIG`` and the ``conf.d/`` beside it).  Defaults live
 beside the types below; unknown keys are errors; every error names the file and the key path.
-No file at all is valid: sdwatch then watches every loaded service that is active or failed.
+No file at all is valid, and so is one without units: `sdwatch status` then shows every loaded
+service that is active or failed, and the daemon watches nothing.
 """
 
 from __future__ import annotations
@@ -151,8 +152,9 @@ class Config:
 
     @property
     def zero_config(self) -> bool:
-        """True when no file was found: watch every active or failed service."""
-        return not self.files
+        """True when no unit is configured (no file, or only comments and settings, as the
+        packaged example): status then shows every active or failed service."""
+        return not self.units
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def select_units(sd: Any, config: Config, names: Sequence[str], all_units: bool)
     if not config.zero_config:
         return list(config.units), "configured units"
     return ([u.name for u in sd.list_units(states=("active", "failed"))],
-            "active or failed services (no configuration)")
+            "active or failed services (no unit configured)")
 
 
 def collect(sd: Any, config: Config, names: Sequence[str] = (), all_units: bool = False,

@@ -214,6 +214,8 @@ def test_cli_runs_on_debians_python(package: Path) -> None:
     assert "0 units" in run("/usr/bin/sdwatch", "validate").stdout
     status = run("/usr/bin/sdwatch", "status", check=False)
     assert status.returncode in (0, 3), status.stderr
+    # no unit configured: status shows the running services, sdwatch itself among them
+    assert "active or failed services" in status.stdout and f"'{UNIT}'" in status.stdout
     data = json.loads(run("/usr/bin/sdwatch", "status", "--json", "--all", check=False).stdout)
     assert data["schema"] == "sdwatch.status/1"
     assert UNIT in {u["name"] for u in data["units"]}

@@ -138,3 +138,10 @@ def test_password_file_readable_by_others_is_refused_at_load(tmp_path: pathlib.P
     secret.chmod(0o600)
     spec = load(str(cfg)).units["mariadb.service"].probes[0].spec
     assert "hunter2" not in repr(spec)
+
+
+def test_a_file_without_units_is_zero_config_too(tmp_path: pathlib.Path) -> None:
+    f = tmp_path / "sdwatch.toml"
+    f.write_text('# all comments, as the packaged example\n[sdwatch]\ninterval = "5s"\n')
+    cfg = load(str(f))
+    assert cfg.zero_config and cfg.files == (str(f),) and cfg.settings.interval == 5.0
