@@ -11,10 +11,12 @@ late runs started.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from typing import Awaitable, Callable
 
 KEEP = 5000  # recent lateness samples kept
+SLOT = 0.1  # seconds: first runs start on this grid
 
 
 class Schedules:
@@ -33,7 +35,9 @@ class Schedules:
         as overdue.
         """
         loop = asyncio.get_running_loop()
-        at = loop.time() + random.uniform(0, min(interval, 1.0))
+        # a random first run spreads jobs over their interval, on a grid of SLOT seconds so
+        # that jobs due together wake the loop once: a wake-up costs more than a probe
+        at = math.ceil((loop.time() + random.uniform(0, min(interval, 1.0))) / SLOT) * SLOT
         try:
             while True:
                 self.due[key] = at + interval + slack
