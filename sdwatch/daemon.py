@@ -57,7 +57,7 @@ class Supervisor:
         self.notify = Notifier()
         self.watches: dict[str, Watch] = {}
         self.bus = Link(self._on_change, self._resync)
-        self.alerter: Any = None
+        self.alerter: Any = None  # alerts.Alerter, made in run()
         self.started_at = time.time()
         self.schedules = Schedules()
         self.system = resources.sample_system()  # RAM and cores for relative limits
@@ -89,8 +89,7 @@ class Supervisor:
                      self.config_path or "/etc/sdwatch/sdwatch.toml")
         self._spawn(self._ticker(), "ticker")
         self._spawn(self._watchdog(), "watchdog")
-        if self.alerter is not None:
-            self._spawn(self.alerter.run(), "alerts")
+        self._spawn(self.alerter.run(), "alerts")
         self._write_status()
         self.notify.ready(self._status_line())
         log.info("watching %d units (%s)", len(self.watches), ", ".join(self.watches) or "none")
@@ -110,8 +109,7 @@ class Supervisor:
                              *self.background, return_exceptions=True)
         self._save_state()
         self._write_status()
-        if self.alerter is not None:
-            self.alerter.close()
+        self.alerter.close()
         await self.bus.close()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task:
@@ -135,12 +133,10 @@ class Supervisor:
 
     @staticmethod
     def _make_alerter(cfg: Config) -> Any:
-        settings = getattr(cfg, "alert", None)
-        if settings is None:
-            return None
+        """An Alerter even without channels: it drains what the OnFailure hook queued."""
         from sdwatch.alerts import Alerter
 
-        return Alerter(settings, cfg.settings.state_dir)
+        return Alerter(cfg.alert, cfg.settings.state_dir)
 
     async def _resync(self) -> None:
         for name in list(self.watches):
@@ -290,7 +286,7 @@ class Supervisor:
                                                    "limit") else NOTICE
         log.log(level, "%s: alert %s: %s", name, alert.event, alert.message)
         settings = self.cfg.alert
-        if self.alerter is None or not (settings.email or settings.webhook or settings.exec):
+        if not (settings.email or settings.webhook or settings.exec):
             return  # no channels: the log line above is the alert
         from sdwatch.alerts import AlertEvent, failure_details, journal_excerpt
 
@@ -409,11 +405,9 @@ class Supervisor:
             if name not in self.watches:
                 await self._add(unit, state_file.load(self._state_path).get(name))
         if getattr(new, "alert", None) != getattr(old, "alert", None):
-            if self.alerter is not None:
-                self.alerter.close()
+            self.alerter.close()
             self.alerter = self._make_alerter(new)
-            if self.alerter is not None:
-                self._spawn(self.alerter.run(), "alerts")
+            self._spawn(self.alerter.run(), "alerts")
         self._save_state()
         self.dirty = self.health_changed = True  # a new snapshot at the next tick
         log.info("reloaded: %d units (%d unchanged, %d changed)", len(self.watches), kept,

@@ -10,24 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 import warnings
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll ``predicate`` until truthy; raise AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.02)
+from sdcheck import wait_for as wait_until  # noqa: F401  (re-exported for the alert tests)
 
 
 class HttpReceiver:

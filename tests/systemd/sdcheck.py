@@ -13,7 +13,7 @@ import pytest
 UNIT_DIR = "/run/systemd/system"
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = ""):
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -21,7 +21,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(0.02)
 
 
