@@ -135,7 +135,8 @@ def check(
 
 @app.command()
 def probe(
-    kind: str = typer.Argument(..., help="Probe kind: tcp, http, mysql, memcached, exec, file."),
+    kind: str = typer.Argument(..., help="Probe kind: tcp, http, mysql, memcached, redis, "
+                              "postgresql, tls, exec, file."),
     target: str = typer.Argument(..., help="What to probe: address, URL, socket, command, path."),
     option: Optional[List[str]] = typer.Option(None, "--option", "-o", metavar="KEY=VALUE",
                                                help="Another key of the kind, as in the config "
