@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Optional
@@ -127,14 +128,12 @@ class Spec:
 
     @property
     def target(self) -> net.Address:
-        if self.socket is not None:
-            if not self.socket.startswith("/"):
-                raise ValueError(f"unix socket path must be absolute, got {self.socket!r}")
-            if os.path.basename(self.socket).startswith(".s.PGSQL."):
-                return net.Address(self.socket)
-            return net.Address(os.path.join(self.socket, f".s.PGSQL.{self.port}"))
-        assert self.address is not None
-        return net.parse_address(self.address, default_port=self.port)
+        """The TCP address, or the socket: a directory means its .s.PGSQL.<port> (as libpq)."""
+        address = net.parse_address(self.address or f"unix:{self.socket}",
+                                    default_port=self.port)
+        if address.is_unix and not os.path.basename(address.host).startswith(".s.PGSQL."):
+            return net.Address(os.path.join(address.host, f".s.PGSQL.{self.port}"))
+        return address
 
 
 async def probe(spec: Spec) -> Mapping[str, Metric]:
@@ -160,15 +159,16 @@ async def _login(spec: Spec) -> Mapping[str, Metric]:
     import psycopg2.extensions as ext
 
     address = spec.target
+    where: dict[str, str] = {}
     if address.is_unix:
-        host, port = os.path.dirname(address.host), address.host.rsplit(".", 1)[-1]
+        where.update(host=os.path.dirname(address.host), port=address.host.rsplit(".", 1)[-1])
     else:
-        host, port = address.host, str(address.port)
-    stage(f"connecting to {address}")
+        where.update(host=address.host, port=str(address.port))
+        where["hostaddr"] = await _resolve(address)  # libpq would resolve on the loop
+    stage(f"connecting and logging in to {address}")
     try:
-        conn = psycopg2.connect(host=host, port=port, user=spec.user, password=password,
-                                dbname=spec.database, application_name="sdwatch",
-                                async_=1)
+        conn = psycopg2.connect(**where, user=spec.user, password=password,
+                                dbname=spec.database, application_name="sdwatch", async_=1)
     except psycopg2.Error as exc:
         raise _pg_error(exc, password) from None
     try:
@@ -188,6 +188,22 @@ async def _login(spec: Spec) -> Mapping[str, Metric]:
         return metrics
     finally:
         conn.close()  # closes libpq's socket at once, also when cancelled at the deadline
+
+
+async def _resolve(address: net.Address) -> str:
+    """Return the IP address to connect to, resolving a host name off the event loop."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in address.host else socket.AF_INET,
+                         address.host)
+        return address.host
+    except OSError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConnectError(f"cannot resolve {address.host}: {exc.strerror}") from None
+    return str(infos[0][4][0])
 
 
 async def _wait(conn: Any, ext: Any) -> None:

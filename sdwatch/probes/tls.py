@@ -72,6 +72,9 @@ class Spec:
             raise SpecError("days_left", "must be 0 or more")
         if self.ca_file is not None and not self.verify:
             raise SpecError("ca_file", "is for verify = true")
+        if self.verify and self.server_name is None:
+            raise SpecError("host", "a unix socket has no name to verify: set host, or "
+                            "verify = false")
 
     @property
     def target(self) -> net.Address:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -209,3 +212,47 @@ def test_probes_in_parallel_share_one_loop(redis: servers.Server,
 
     results = asyncio.run(main())
     assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
+
+
+def test_sdwatch_probe_speaks_the_new_kinds(redis: servers.Server, postgresql: servers.Server,
+                                            nginx: servers.Server) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sdwatch", "probe", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    r = cli("redis", redis.address)
+    assert r.returncode == 0 and r.stdout.startswith(f"redis {redis.address}: ok in "), r
+    r = cli("postgresql", postgresql.extra["socket_dir"], "-o", f"port={postgresql.port}")
+    assert r.returncode == 0 and ": ok in " in r.stdout, r
+    r = cli("tls", f"127.0.0.1:{nginx.extra['tls_port']}", "-o", "verify=false", "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["outcome"] == "failed", r
+    assert json.loads(r.stdout)["metrics"]["subject"] == "CN=localhost"
+
+
+def test_postgresql_login_against_hostile_peers_leaks_nothing(hostile: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    password = tmp_path / "pass"
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    creds = {"user": "u", "password_file": str(password)}
+    probe("postgresql", {"address": hostile["pg_drip"], **creds}, 0.1)  # warm-up: imports
+    fds, threads = open_fds(), threading.active_count()
+
+    async def main():
+        from sdwatch import schema
+        from sdwatch.probes import REGISTRY
+        from sdwatch.probes.base import run
+
+        spec = REGISTRY["postgresql"].spec
+        return await asyncio.gather(*(
+            run("postgresql", schema.build(spec, {"address": hostile[b], **creds}), 0.3)
+            for b in ("silence", "garbage", "close", "ssh", "pg_drip", "pg_starting",
+                      "pg_too_many", "reset") * 10))
+
+    results = asyncio.run(main())
+    assert not any(r.ok for r in results), [r for r in results if r.ok]
+    assert all("secret" not in r.reason for r in results)
+    timeouts = [r for r in results if r.outcome is Outcome.TIMEOUT]
+    assert len(timeouts) >= 20  # silence and pg_drip: libpq waits, the deadline closes it
+    assert settled(open_fds, fds) == fds
+    assert settled(threading.active_count, threads) == threads

@@ -204,6 +204,7 @@ def build(kind: str, table: dict):
     ("tls", {"address": "h:1", "starttls": "ftp"}, "probe[0].starttls: expected one of"),
     ("tls", {"address": "h:1", "verify": False, "ca_file": "/x"}, "probe[0].ca_file: is for"),
     ("tls", {"address": "h:1", "days_left": -1}, "probe[0].days_left: must be 0"),
+    ("tls", {"address": "unix:/run/x.sock"}, "probe[0].host: a unix socket has no name"),
 ])
 def test_spec_errors_name_the_key(kind: str, table: dict, message: str) -> None:
     with pytest.raises(schema.SpecError) as info:
@@ -220,6 +221,9 @@ def test_specs_default_ports_and_socket_directory() -> None:
         "/run/postgresql/.s.PGSQL.5433")
     assert build("postgresql", {"socket": "/tmp/.s.PGSQL.6000"}).target == Address(
         "/tmp/.s.PGSQL.6000")
+    # `sdwatch probe postgresql /run/postgresql` fills address: a directory there too
+    assert build("postgresql", {"address": "/run/postgresql"}).target == Address(
+        "/run/postgresql/.s.PGSQL.5432")
     mail = build("tls", {"address": "mail.example", "starttls": "smtp"})
     assert (mail.target, mail.server_name, mail.days_left) == (
         Address("mail.example", 25), "mail.example", 14)
