@@ -89,6 +89,7 @@ class Proposal:
     notes: tuple[str, ...] = ()  # comments, TODOs
     memory_above: Optional[str] = None
     seen: str = ""
+    memory_now: Optional[int] = None  # bytes
 
 
 # -- recognition (pure) ---------------------------------------------------------------------
@@ -105,7 +106,7 @@ def recognise(service: Service, logins: Mapping[str, Login] | None = None) -> Pr
         proposal = rule(service, names, argv_words, logins)
         if proposal is not None:
             return Proposal(proposal.unit, proposal.what, proposal.probes, proposal.notes,
-                            memory_proposal(service.memory), seen(service))
+                            memory_proposal(service.memory), seen(service), service.memory)
     return None
 
 
@@ -339,7 +340,9 @@ def render(proposals: Iterable[Proposal], unrecognised: Iterable[Service],
                       for probe in p.probes]
             lines.append("]")
         if p.memory_above:
-            lines.append("# memory: twice today's use; then = \"restart\" to restart it instead")
+            now = f"{-(-(p.memory_now or 0) // MiB)}M"
+            lines.append(f"# memory: {now} now; the limit is twice that, at least 128M more; "
+                         f"then = \"restart\" to restart it instead")
             lines.append(f"memory = {{ above = {toml_value(p.memory_above)}, for = 3, "
                          f"then = \"alert\" }}")
     rest = list(unrecognised)

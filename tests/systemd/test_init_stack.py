@@ -119,6 +119,7 @@ def test_init_proposes_a_valid_config_that_checks_the_stack(stack: Path, tmp_pat
     (tmp_path / "conf.d").mkdir()
     printed = sdwatch("init", "--config", str(main))
     assert printed.returncode == 0, printed.stderr
+    print(printed.stdout)  # shown with -rP: what a user sees
     local = tmp_path / "conf.d" / "local.toml"
     wrote = sdwatch("init", "--config", str(main), "--write", str(local))
     assert wrote.returncode == 0 and wrote.stdout.startswith(f"wrote {local}: "), wrote

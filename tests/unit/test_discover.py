@@ -156,6 +156,7 @@ def test_plan_renders_valid_toml_with_comments() -> None:
     assert "#   cron.service: 1 process; /usr/sbin/cron" in plan.text
     assert "#   sdwatch.service: sdwatch itself" in plan.text
     assert "# TODO: / may redirect" in plan.text
+    assert "# memory: 9M now; the limit is twice that, at least 128M more;" in plan.text
     assert discover.check_text(plan.text) == []
 
 
