@@ -256,3 +256,67 @@ def test_postgresql_login_against_hostile_peers_leaks_nothing(hostile: dict[str,
     assert len(timeouts) >= 20  # silence and pg_drip: libpq waits, the deadline closes it
     assert settled(open_fds, fds) == fds
     assert settled(threading.active_count, threads) == threads
+
+
+def test_redis_replica_with_its_master_down_fails_info(tmp_path: Path) -> None:
+    binary = servers.require("redis-server", "redis-server")
+    port, log = servers.free_port(), tmp_path / "replica.log"
+    dead = servers.free_port()  # nothing listens there: the link stays down
+    with servers._running([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--dir", str(tmp_path), "--logfile", str(log),
+                           "--replicaof", "127.0.0.1", str(dead)], log) as proc:
+        servers.wait_until(servers.accepts(("127.0.0.1", port)), 10, "redis replica", proc, log)
+        address = f"127.0.0.1:{port}"
+        assert probe("redis", {"address": address}).ok  # PING alone: the server answers
+        result = probe("redis", {"address": address, "info": True})
+    assert result.outcome is Outcome.FAILED, result
+    assert result.reason == f"replica of 127.0.0.1:{dead} with master link down"
+    assert result.metrics["role"] == "slave"
+
+
+async def _scripted_starttls(protocol: str, cert: Path, key: Path) -> tuple[object, int]:
+    """A mail server's plain part, as RFC 2595 describes it, then a real TLS handshake."""
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if protocol == "imap":
+                writer.write(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
+                tag = (await reader.readline()).split(b" ", 1)[0]
+                writer.write(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK Begin TLS now\r\n")
+            else:
+                writer.write(b"+OK POP3 ready\r\n")
+                await reader.readline()
+                writer.write(b"+OK Begin TLS negotiation\r\n")
+            await writer.drain()
+            await writer.start_tls(ctx)
+            await reader.read()
+        except (ConnectionError, OSError, ssl.SSLError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_tls_imap_and_pop3_starttls(protocol: str, tmp_path: Path) -> None:
+    from sdwatch import schema
+    from sdwatch.probes import REGISTRY
+    from sdwatch.probes.base import run
+
+    cert, key = servers.make_cert(tmp_path, 40)
+
+    async def main():
+        server, port = await _scripted_starttls(protocol, cert, key)
+        async with server:
+            spec = schema.build(REGISTRY["tls"].spec, {
+                "address": f"127.0.0.1:{port}", "starttls": protocol, "ca_file": str(cert)})
+            return await run("tls", spec, 5.0)
+
+    result = asyncio.run(main())
+    assert result.ok and 39 < result.metrics["days_left"] <= 40, result
