@@ -15,7 +15,10 @@ import re
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Literal, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Mapping, Optional
+
+if TYPE_CHECKING:
+    from sdwatch.systemd import Systemd
 
 MiB = 1024 * 1024
 
@@ -154,7 +157,8 @@ def _login(table: list[tuple[str, object]], login: Login | None) -> None:
         table += [("user", login.user), ("password_file", login.password_file)]
 
 
-def _mysql(service, names, words, logins) -> Proposal | None:
+def _mysql(service: Service, names: frozenset[str], words: set[str],
+           logins: Mapping[str, Login]) -> Proposal | None:
     if not names & {"mariadbd", "mysqld", "mariadb"}:
         return None
     unix, tcp = _unix(service, r"\.sock$"), _tcp(service, [3306])
@@ -170,7 +174,8 @@ def _mysql(service, names, words, logins) -> Proposal | None:
     return Proposal(service.unit, "MariaDB/MySQL", (tuple(table),), notes)
 
 
-def _postgresql(service, names, words, logins) -> Proposal | None:
+def _postgresql(service: Service, names: frozenset[str], words: set[str],
+                logins: Mapping[str, Login]) -> Proposal | None:
     if "postgres" not in names and "postmaster" not in names:
         return None
     unix = _unix(service, r"^\.s\.PGSQL\.\d+$")
@@ -192,7 +197,8 @@ def _postgresql(service, names, words, logins) -> Proposal | None:
     return Proposal(service.unit, "PostgreSQL", (tuple(table),), notes)
 
 
-def _redis(service, names, words, logins) -> Proposal | None:
+def _redis(service: Service, names: frozenset[str], words: set[str],
+           logins: Mapping[str, Login]) -> Proposal | None:
     if "redis-server" not in names and "valkey-server" not in names:
         return None
     unix, tcp = _unix(service, r"\.sock$"), _tcp(service, [6379])
@@ -211,7 +217,8 @@ def _redis(service, names, words, logins) -> Proposal | None:
     return Proposal(service.unit, "Redis", (tuple(table),), notes)
 
 
-def _memcached(service, names, words, logins) -> Proposal | None:
+def _memcached(service: Service, names: frozenset[str], words: set[str],
+               logins: Mapping[str, Login]) -> Proposal | None:
     if "memcached" not in names:
         return None
     tcp, unix = _tcp(service, [11211]), _unix(service)
@@ -222,7 +229,8 @@ def _memcached(service, names, words, logins) -> Proposal | None:
     return Proposal(service.unit, "memcached", (tuple(table),))
 
 
-def _searchd(service, names, words, logins) -> Proposal | None:
+def _searchd(service: Service, names: frozenset[str], words: set[str],
+             logins: Mapping[str, Login]) -> Proposal | None:
     if "searchd" not in names:
         return None
     what = "Sphinx/Manticore"
@@ -238,7 +246,8 @@ def _searchd(service, names, words, logins) -> Proposal | None:
                      "with listen = ...:mysql41 in the searchd config",))
 
 
-def _web(service, names, words, logins) -> Proposal | None:
+def _web(service: Service, names: frozenset[str], words: set[str],
+         logins: Mapping[str, Login]) -> Proposal | None:
     what = next((w for n, w in (("nginx", "nginx"), ("apache2", "Apache"), ("httpd", "Apache"))
                  if n in names), None)
     if what is None:
@@ -266,7 +275,8 @@ def _web(service, names, words, logins) -> Proposal | None:
 _APP_SERVERS = ("puma", "unicorn", "gunicorn", "uwsgi")
 
 
-def _app_server(service, names, words, logins) -> Proposal | None:
+def _app_server(service: Service, names: frozenset[str], words: set[str],
+                logins: Mapping[str, Login]) -> Proposal | None:
     found = {a for a in _APP_SERVERS if a in names or any(
         w == a or w.endswith(f"/{a}") or w.startswith(f"{a}_") for w in words)}
     if not found:
@@ -302,7 +312,10 @@ def _no_socket(service: Service, what: str) -> Proposal:
                                              "was seen: no probe proposed",))
 
 
-_RULES = (_mysql, _postgresql, _redis, _memcached, _searchd, _web, _app_server)
+# each: (facts, every name its processes go by, every word of their argv, logins) -> proposal
+_RULES: tuple[Callable[[Service, frozenset[str], set[str], Mapping[str, Login]],
+                       Proposal | None], ...] = (
+    _mysql, _postgresql, _redis, _memcached, _searchd, _web, _app_server)
 
 
 # -- rendering (pure) -----------------------------------------------------------------------
@@ -477,7 +490,7 @@ def service_facts(unit: str, description: str, pids: Iterable[int], memory: int 
     return Service(unit, description, tuple(processes), unique, memory)
 
 
-def read_services(sd, exclude: Iterable[str] = ()) -> Iterator[Service]:
+def read_services(sd: Systemd, exclude: Iterable[str] = ()) -> Iterator[Service]:
     """Given a sdwatch.systemd.Systemd, yield the facts of every running service, except
     the units in ``exclude``."""
     from sdwatch.resources import cgroup_memory, cgroup_pids
