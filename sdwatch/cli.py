@@ -135,7 +135,8 @@ def check(
 
 @app.command()
 def probe(
-    kind: str = typer.Argument(..., help="Probe kind: tcp, http, mysql, memcached, exec, file."),
+    kind: str = typer.Argument(..., help="Probe kind: tcp, http, mysql, memcached, redis, "
+                              "postgresql, tls, exec, file."),
     target: str = typer.Argument(..., help="What to probe: address, URL, socket, command, path."),
     option: Optional[List[str]] = typer.Option(None, "--option", "-o", metavar="KEY=VALUE",
                                                help="Another key of the kind, as in the config "
@@ -185,6 +186,57 @@ def _toml_value(text: str) -> object:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+@app.command()
+def init(
+    write: Optional[str] = typer.Option(None, "--write", "-w", metavar="PATH",
+                                        help="Write the config to PATH (a new file, e.g. "
+                                        "/etc/sdwatch/conf.d/local.toml) instead of printing."),
+    login: Optional[List[str]] = typer.Option(None, "--login", "-l",
+                                              metavar="KIND=USER:PASSWORD_FILE",
+                                              help="Propose a real login for mysql, postgresql "
+                                              "or redis with this user and password file "
+                                              "(repeatable)."),
+    config: Optional[str] = _config_option(),
+) -> None:
+    """Propose a config for the services running now, from systemd and /proc (no probing)."""
+    from sdwatch import discover
+    from sdwatch.config import ConfigError, load
+
+    logins = {}
+    for item in login or []:
+        try:
+            kind, creds = discover.parse_login(item)
+        except ValueError as exc:
+            _fail(f"--login: {exc}", EXIT_CONFIG)
+        logins[kind] = creds
+    skipped = {"sdwatch.service": "sdwatch itself"}
+    try:
+        existing = load(config)
+        skipped.update({u: "already configured" for u in existing.units})
+    except ConfigError as exc:
+        _fail("the current configuration is invalid, fix it first:\n" + str(exc), EXIT_CONFIG)
+    sd = _connect()
+    try:
+        plan = discover.plan(discover.read_services(sd, exclude=skipped), logins, skipped)
+    finally:
+        sd.close()
+    problems = discover.check_text(plan.text)
+    if problems:
+        _fail("the proposed config does not validate:\n" + "\n".join(problems), EXIT_CONFIG)
+    if write is None:
+        typer.echo(plan.text, nl=False)
+        return
+    try:
+        discover.write_new(write, plan.text)
+    except FileExistsError:
+        _fail(f"{write} exists: not overwriting it (remove it or choose another path)",
+              EXIT_CONFIG)
+    except OSError as exc:
+        _fail(f"cannot write {write}: {exc.strerror}", EXIT_CONFIG)
+    typer.echo(f"wrote {write}: {plan.units} units, {plan.probes} probes; review it, then "
+               f"sdwatch validate && systemctl reload sdwatch")
 
 
 # -- hooks in other units: OnFailure= alerts, ExecStartPost= wait-healthy, their drop-ins ------

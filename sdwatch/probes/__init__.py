@@ -44,6 +44,9 @@ REGISTRY: dict[str, Kind] = {
         Kind("http", "sdwatch.probes.http", "url"),
         Kind("mysql", "sdwatch.probes.mysql", "address"),
         Kind("memcached", "sdwatch.probes.memcached", "address"),
+        Kind("redis", "sdwatch.probes.redis", "address"),
+        Kind("postgresql", "sdwatch.probes.postgresql", "address"),
+        Kind("tls", "sdwatch.probes.tls", "address"),
         Kind("exec", "sdwatch.probes.exec", "command"),
         Kind("file", "sdwatch.probes.file", "path"),
     )

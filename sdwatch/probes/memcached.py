@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import struct
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Optional
 
 from sdwatch.probes import net
 from sdwatch.probes.base import CheckFailed, Metric, ProtocolError, stage
+from sdwatch.probes.limits import check, number, parse_limits
 from sdwatch.schema import SpecError
 
 # magic, opcode, key length, extras length, data type, status, body length, opaque, cas
@@ -56,21 +56,6 @@ def parse_header(data: bytes) -> Header:
     return header
 
 
-def parse_limits(items: tuple[str, ...]) -> dict[str, float]:
-    """Given ("curr_connections=900", ...), return {name: number}; raise ValueError."""
-    limits: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if not sep or not name or not name.replace("_", "").isalnum():
-            raise ValueError(f"expected FIELD=NUMBER such as curr_connections=900, got {item!r}")
-        try:
-            limits[name] = float(value)
-        except ValueError:
-            raise ValueError(f"{item!r}: {value!r} is not a number") from None
-    return limits
-
-
 def parse_stats(data: bytes) -> dict[str, Metric]:
     """Given the reply to ``stats`` up to and including "END\\r\\n", return the fields.
 
@@ -88,20 +73,8 @@ def parse_stats(data: bytes) -> dict[str, Metric]:
             name, text = parts[1].decode("ascii"), parts[2].decode("utf-8")
         except UnicodeDecodeError:
             raise ProtocolError(f"undecodable stats line {raw[:80]!r}") from None
-        stats[name] = _number(text)
+        stats[name] = number(text)
     return stats
-
-
-def _number(text: str) -> Metric:
-    if _INT.fullmatch(text):
-        return int(text)
-    if _FLOAT.fullmatch(text):
-        return float(text)
-    return text
-
-
-_INT = re.compile(r"-?[0-9]+")
-_FLOAT = re.compile(r"-?[0-9]*\.[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -144,7 +117,7 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
     stats = parse_stats(data)
     metrics = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
     metrics["version"] = str(stats.get("version", ""))
-    _check(stats, parse_limits(spec.stats_max), parse_limits(spec.stats_min), metrics)
+    check(stats, parse_limits(spec.stats_max), parse_limits(spec.stats_min), metrics, "stats")
     return metrics
 
 
@@ -180,13 +153,3 @@ async def _noop(reader: asyncio.StreamReader,
         raise CheckFailed(f"NOOP answered with status 0x{header.status:04x}")
     return {"status": header.status}
 
-
-def _check(stats: Mapping[str, Metric], maxima: Mapping[str, float],
-           minima: Mapping[str, float], metrics: Mapping[str, Metric]) -> None:
-    for limits, worse, word in ((maxima, float.__gt__, "above"), (minima, float.__lt__, "below")):
-        for name, limit in limits.items():
-            value = stats.get(name)
-            if not isinstance(value, (int, float)):
-                raise CheckFailed(f"stats has no numeric field {name!r}", metrics)
-            if worse(float(value), limit):
-                raise CheckFailed(f"{name} {value:g} {word} {limit:g}", metrics)

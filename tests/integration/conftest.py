@@ -1,4 +1,5 @@
-"""Fixtures starting real servers (memcached, nginx, MariaDB) and hostile ones, once per session."""
+"""Fixtures starting real servers (memcached, nginx, MariaDB, Redis, PostgreSQL) and hostile
+ones, once per session."""
 
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
     with servers.start_mariadb(tmp_path_factory.mktemp("mariadb")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
+    with servers.start_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgresql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
+    with servers.start_postgresql(tmp_path_factory.mktemp("postgresql")) as server:
         yield server
 
 

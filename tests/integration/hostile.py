@@ -5,7 +5,10 @@ count only the probing side.  Prints one JSON line {behaviour: port} once all li
 Behaviours: silence (accept, say nothing), garbage (random bytes), close (close at once),
 drip (one byte per second of an HTTP reply), huge (HTTP 200 with an endless body),
 headers (endless header lines), ssh (an SSH banner), mysql_error (a MySQL error packet),
-mysql_mute (a MySQL greeting, then silence), reset (RST on accept).
+mysql_mute (a MySQL greeting, then silence), reset (RST on accept), redis_drip (+PONG one
+byte per second), redis_loading (-LOADING), pg_starting / pg_too_many / pg_no_role (a
+PostgreSQL error 57P03 / 53300 / 28000 after the startup message), pg_drip (an
+authentication request one byte per second).
 """
 
 from __future__ import annotations
@@ -75,12 +78,53 @@ async def mysql_mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     await reader.read()
 
 
+async def _drip_bytes(writer: asyncio.StreamWriter, data: bytes) -> None:
+    for byte in data:
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(1.0)  # the behaviour under test, not synchronisation
+
+
+async def redis_drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read(1)
+    await _drip_bytes(writer, b"+PONG\r\n")
+
+
+async def redis_loading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read(1)
+    writer.write(b"-LOADING Redis is loading the dataset in memory\r\n")
+    await reader.read()
+
+
+def _pg_error(name: str, code: str, message: str):
+    """A PostgreSQL server answering the startup message with an error."""
+    body = b"SFATAL\0C" + code.encode() + b"\0M" + message.encode() + b"\0\0"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.write(b"E" + struct.pack(">I", len(body) + 4) + body)
+        await reader.read()
+    handler.__name__ = name
+    return handler
+
+
+pg_starting = _pg_error("pg_starting", "57P03", "the database system is starting up")
+pg_too_many = _pg_error("pg_too_many", "53300", "sorry, too many clients already")
+pg_no_role = _pg_error("pg_no_role", "28000", 'role "sdwatch" does not exist')
+
+
+async def pg_drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read(1)
+    await _drip_bytes(writer, b"R\x00\x00\x00\x08\x00\x00\x00\x0a")
+
+
 async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-BEHAVIOURS = [silence, garbage, close, drip, huge, headers, ssh, mysql_error, mysql_mute, reset]
+BEHAVIOURS = [silence, garbage, close, drip, huge, headers, ssh, mysql_error, mysql_mute, reset,
+              redis_drip, redis_loading, pg_starting, pg_too_many, pg_no_role, pg_drip]
 
 
 def serve(handler):

@@ -194,3 +194,82 @@ def start_mariadb(tmp: Path) -> Iterator[Server]:
     with _running(argv, log) as proc:
         wait_until(accepts(("127.0.0.1", port), greeting=True), 30, "mariadbd", proc, log)
         yield Server(proc, port, sock, {"password_file": str(password_file)})
+
+
+REDIS_PASSWORD = "r3dis-Pa55word"
+
+
+@contextlib.contextmanager
+def start_redis(tmp: Path) -> Iterator[Server]:
+    """Run redis-server (no persistence) on 127.0.0.1:<port> and tmp/redis.sock, and a second
+    one requiring REDIS_PASSWORD for user ``sdwatch`` (ACL) and the default user;
+    extra["auth_address"], extra["password_file"] (0600)."""
+    binary = require("redis-server", "redis-server")
+    port, auth_port, sock = free_port(), free_port(), str(tmp / "redis.sock")
+    log = tmp / "redis.log"
+    common = ["--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--dir", str(tmp),
+              "--daemonize", "no", "--logfile", str(log)]
+    password_file = tmp / "redis.pass"
+    password_file.write_text(REDIS_PASSWORD + "\n")
+    password_file.chmod(0o600)
+    with _running([binary, "--port", str(port), "--unixsocket", sock, "--unixsocketperm", "700",
+                   *common], log) as proc, \
+         _running([binary, "--port", str(auth_port), "--requirepass", REDIS_PASSWORD,
+                   "--user", "sdwatch", "on", f">{REDIS_PASSWORD}", "+ping", "+info", "+auth",
+                   *common],
+                  log) as auth_proc:
+        wait_until(accepts(("127.0.0.1", port)), 10, "redis-server", proc, log)
+        wait_until(accepts(sock), 10, "redis-server (unix)", proc, log)
+        wait_until(accepts(("127.0.0.1", auth_port)), 10, "redis-server (auth)", auth_proc, log)
+        yield Server(proc, port, sock, {"auth_address": f"127.0.0.1:{auth_port}",
+                                        "auth_proc": auth_proc,
+                                        "password_file": str(password_file)})
+
+
+PG_USER = "sdwatch"
+PG_PASSWORD = "pg-Pa55word"
+
+
+@contextlib.contextmanager
+def start_postgresql(tmp: Path) -> Iterator[Server]:
+    """Run PostgreSQL with a fresh cluster on 127.0.0.1:<port> and its socket directory, with
+    role ``sdwatch``/PG_PASSWORD (scram) for TCP and trust on the socket; extra["socket_dir"],
+    extra["password_file"] (0600).  As root the server runs as the ``postgres`` user in a
+    directory of its own under /tmp (PostgreSQL refuses to run as root)."""
+    bindir = Path(require("pg_config", "postgresql")).parent  # /usr/bin/pg_config is generic
+    bindir = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+                   if (p / "postgres").exists()), bindir)
+    import pwd
+    import tempfile
+
+    run_as: dict = {}
+    base = tmp
+    owner = None
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        base = Path(tempfile.mkdtemp(prefix="sdwatch-pg-"))
+        os.chown(base, owner.pw_uid, owner.pw_gid)
+        run_as = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
+    data, port, log = base / "data", free_port(), base / "postgres.log"
+    pwfile = base / "initpw"
+    pwfile.write_text(PG_PASSWORD + "\n")
+    if owner is not None:
+        os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+    try:
+        subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust",
+                        "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "--no-sync"],
+                       check=True, capture_output=True, timeout=120, **run_as)
+        password_file = tmp / "pg.pass"
+        password_file.write_text(PG_PASSWORD + "\n")
+        password_file.chmod(0o600)
+        argv = [str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+                "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={base}",
+                "-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=200"]
+        with _running(argv, log, **run_as) as proc:
+            sock = str(base / f".s.PGSQL.{port}")
+            wait_until(accepts(sock), 60, "postgres", proc, log)
+            yield Server(proc, port, sock, {"socket_dir": str(base),
+                                            "password_file": str(password_file)})
+    finally:
+        if base != tmp:
+            shutil.rmtree(base, ignore_errors=True)

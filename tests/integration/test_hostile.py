@@ -48,6 +48,38 @@ CASES = [
     ("memcached", "ssh", {}, "protocol", "magic 0x53"),
     ("memcached", "ssh", {"stats": True}, "protocol", "stats refused|unexpected stats line"),
     ("memcached", "drip", {}, "timeout", "waiting for NOOP reply"),
+    ("redis", "silence", {}, "timeout", "waiting for PONG"),
+    ("redis", "garbage", {}, "protocol", "not a Redis reply"),
+    ("redis", "close", {}, "protocol", "connection closed waiting for PONG|connection lost"),
+    ("redis", "reset", {}, "connect|protocol",
+     "Connection reset|connection lost|connection closed"),
+    ("redis", "ssh", {}, "protocol", "not a Redis reply"),
+    ("redis", "mysql_error", {}, "protocol", "not a Redis reply"),
+    ("redis", "redis_drip", {}, "timeout", "waiting for PONG"),
+    ("redis", "redis_loading", {}, "failed", "loading the dataset"),
+    ("redis", "headers", {}, "protocol", "not a Redis reply"),
+    ("postgresql", "silence", {}, "timeout", "waiting for the startup reply"),
+    ("postgresql", "garbage", {}, "protocol", "not a PostgreSQL reply"),
+    ("postgresql", "close", {}, "protocol",
+     "connection closed waiting for the startup reply|connection lost"),
+    ("postgresql", "reset", {}, "connect|protocol",
+     "Connection reset|connection lost|connection closed"),
+    ("postgresql", "ssh", {}, "protocol", "not a PostgreSQL reply"),
+    ("postgresql", "mysql_error", {}, "protocol", "not a PostgreSQL reply"),
+    ("postgresql", "drip", {}, "timeout", "waiting for the startup reply"),
+    ("postgresql", "pg_drip", {}, "timeout", "waiting for the startup reply"),
+    ("postgresql", "pg_starting", {}, "failed", "not accepting connections: the database system"),
+    ("postgresql", "pg_too_many", {}, "failed", "too many connections: sorry"),
+    ("tls", "silence", {}, "timeout", "TLS handshake"),
+    ("tls", "garbage", {}, "protocol", "TLS handshake with"),
+    ("tls", "close", {}, "protocol", "connection lost in the TLS handshake|TLS handshake with"),
+    ("tls", "reset", {}, "connect|protocol", "Connection reset|connection lost|TLS handshake"),
+    ("tls", "ssh", {}, "protocol", "TLS handshake with"),
+    ("tls", "drip", {}, "timeout|protocol", "TLS handshake"),
+    ("tls", "silence", {"starttls": "smtp"}, "timeout", "waiting for the SMTP greeting"),
+    ("tls", "ssh", {"starttls": "smtp"}, "protocol", "not an SMTP reply"),
+    ("tls", "headers", {"starttls": "imap"}, "protocol", "not an IMAP greeting"),
+    ("tls", "close", {"starttls": "pop3"}, "protocol", "connection closed waiting for the POP3"),
 ]
 
 
@@ -131,3 +163,10 @@ def test_mysql_login_against_hostile_peers_leaks_no_thread(hostile: dict[str, st
     assert all("secret" not in r.reason for r in results)
     assert settled(open_fds, fds) == fds
     assert settled(threading.active_count, threads) == threads
+
+
+def test_postgresql_error_about_us_proves_a_running_server(hostile: dict[str, str]) -> None:
+    # what pg_isready reports too: the server answered the startup, it accepts connections
+    result = asyncio.run(run("postgresql", spec("postgresql", hostile["pg_no_role"], {}),
+                             TIMEOUT))
+    assert result.ok and result.metrics == {"sqlstate": "28000"}, result

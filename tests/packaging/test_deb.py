@@ -234,6 +234,29 @@ def test_security_exposure_at_most_3(package: Path, capsys: pytest.CaptureFixtur
     assert [line for line in verify.stderr.splitlines() if "sdwatch" in line] == []
 
 
+def test_init_write_reload_status_watches_the_running_services(package: Path) -> None:
+    # the README's path from install to a watched stack
+    local = Path("/etc/sdwatch/conf.d/local.toml")
+    wrote = run("/usr/bin/sdwatch", "init", "--write", str(local))
+    assert wrote.stdout.startswith(f"wrote {local}: "), wrote.stdout
+    try:
+        assert '[unit."memcached.service"]' in local.read_text()
+        assert "1 units, 1 probes" in run("/usr/bin/sdwatch", "validate").stdout
+        assert run("/usr/bin/sdwatch", "init", "--write", str(local),
+                   check=False).returncode == 2  # never overwritten
+        run("systemctl", "reload", UNIT)
+
+        def memcached_probed() -> bool:
+            unit = daemon_status().get("units", {}).get("memcached.service", {})
+            return unit.get("probes", {}).get("memcached", {}).get("ok") is True
+        wait_for(memcached_probed, "the daemon to probe the memcached that init found")
+        status = run("/usr/bin/sdwatch", "status", check=False)
+        assert status.returncode == 0 and "memcached.service" in status.stdout, status.stdout
+    finally:
+        local.unlink(missing_ok=True)
+        run("systemctl", "reload", UNIT)
+
+
 def test_reload_takes_the_new_configuration(watching_memcached: None) -> None:
     assert "1 units, 2 probes" in run("/usr/bin/sdwatch", "validate").stdout
     pid = show("MainPID")

@@ -10,15 +10,14 @@ from hypothesis import strategies as st
 
 from sdwatch import schema
 from sdwatch.probes.base import CheckFailed, ProtocolError
+from sdwatch.probes.limits import check, parse_limits
 from sdwatch.probes.memcached import (
     HEADER,
     RESPONSE_MAGIC,
     Header,
     Spec,
-    _check,
     encode_header,
     parse_header,
-    parse_limits,
     parse_stats,
 )
 
@@ -80,13 +79,13 @@ def test_parse_limits_and_check() -> None:
         "curr_connections": 900.0, "evictions": 0.0}
     with pytest.raises(ValueError, match="FIELD=NUMBER"):
         parse_limits(("curr_connections<900",))
-    _check({"curr_connections": 900}, {"curr_connections": 900}, {}, {})
+    check({"curr_connections": 900}, {"curr_connections": 900}, {}, {}, "stats")
     with pytest.raises(CheckFailed, match="curr_connections 901 above 900"):
-        _check({"curr_connections": 901}, {"curr_connections": 900}, {}, {})
+        check({"curr_connections": 901}, {"curr_connections": 900}, {}, {}, "stats")
     with pytest.raises(CheckFailed, match="threads 1 below 4"):
-        _check({"threads": 1}, {}, {"threads": 4}, {})
-    with pytest.raises(CheckFailed, match="no numeric field 'nope'"):
-        _check({}, {"nope": 1}, {}, {})
+        check({"threads": 1}, {}, {"threads": 4}, {}, "stats")
+    with pytest.raises(CheckFailed, match="stats has no numeric field 'nope'"):
+        check({}, {"nope": 1}, {}, {}, "stats")
 
 
 def test_spec_validates_address_and_limits() -> None:
