@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Mapping, Optional
 
 if TYPE_CHECKING:
@@ -376,116 +375,60 @@ def _comment(text: str) -> str:
 # -- reading facts (I/O: /proc and systemd, nothing else) -----------------------------------
 
 
-def parse_proc_net_tcp(text: str, ipv6: bool = False) -> dict[int, Listener]:
-    """Given /proc/net/tcp (or tcp6) text, return {socket inode: Listener} of LISTEN sockets."""
-    out: dict[int, Listener] = {}
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 10 or fields[3] != "0A":  # 0A: TCP_LISTEN
-            continue
-        address, _, port = fields[1].partition(":")
-        try:
-            raw = bytes.fromhex(address)
-            # the kernel prints each 32-bit word in host (little-endian) order
-            packed = b"".join(struct.pack("<I", struct.unpack(">I", raw[i:i + 4])[0])
-                              for i in range(0, len(raw), 4))
-            host = socket.inet_ntop(socket.AF_INET6 if ipv6 else socket.AF_INET, packed)
-            out[int(fields[9])] = Listener("tcp", _unmap(host), int(port, 16))
-        except (ValueError, OSError, struct.error):
-            continue
-    return out
-
-
 def _unmap(host: str) -> str:
     """::ffff:127.0.0.1 -> 127.0.0.1 (a v4 address on a v6 socket)."""
     return host[7:] if host.startswith("::ffff:") and "." in host else host
 
 
-def parse_proc_net_unix(text: str) -> dict[int, Listener]:
-    """Given /proc/net/unix text, return {inode: Listener} of listening sockets with a path
-    (abstract sockets, "@name", are left out: nothing outside can name them in a config)."""
-    out: dict[int, Listener] = {}
-    for line in text.splitlines()[1:]:
-        fields = line.split(None, 7)
-        if len(fields) < 8 or not fields[7].startswith("/"):
-            continue
-        flags, state = int(fields[3], 16), fields[5]
-        if flags & 0x10000 and state == "01":  # __SO_ACCEPTCON, unconnected: listening
-            out[int(fields[6])] = Listener("unix", fields[7])
+def listeners_of(connections: Iterable[object]) -> list[Listener]:
+    """Given psutil connections of a process, return the sockets it listens on: TCP in
+    LISTEN, and stream unix sockets bound to a path (abstract "@name" sockets are left out:
+    nothing outside can name them in a config)."""
+    import psutil
+
+    out = []
+    for c in connections:
+        family, kind, laddr = (getattr(c, "family", None), getattr(c, "type", None),
+                               getattr(c, "laddr", None))
+        if family == socket.AF_UNIX:
+            if kind == socket.SOCK_STREAM and isinstance(laddr, str) and laddr.startswith("/"):
+                out.append(Listener("unix", laddr))
+        elif getattr(c, "status", "") == psutil.CONN_LISTEN and laddr:
+            out.append(Listener("tcp", _unmap(laddr[0]), laddr[1]))
     return out
 
 
-def socket_inodes(pid: int, proc: str = "/proc") -> set[int]:
-    """Return the socket inodes among a process's open files (empty if it is gone)."""
-    inodes = set()
-    try:
-        fds = os.listdir(f"{proc}/{pid}/fd")
-    except OSError:
-        return inodes
-    for fd in fds:
-        try:
-            target = os.readlink(f"{proc}/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(int(target[8:-1]))
-    return inodes
+def read_process(pid: int) -> tuple[Process, list[Listener]] | None:
+    """Return a process's executable, argv and comm, and the sockets it listens on in our
+    network namespace (a service in another one cannot be probed from here anyway), or None
+    if it is gone."""
+    import psutil
 
-
-def read_process(pid: int, proc: str = "/proc") -> Process | None:
-    """Return a process's executable, argv and comm, or None if it is gone."""
     try:
-        with open(f"{proc}/{pid}/cmdline", "rb") as f:
-            argv = tuple(a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a)
-        with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as f:
-            comm = f.read().strip()
-    except OSError:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            argv, comm = tuple(proc.cmdline()), proc.name()
+            try:
+                exe = proc.exe()
+            except psutil.AccessDenied:
+                exe = ""  # not ours to see
+            # psutil >= 6 names it net_connections; 5.9 (Debian 12) only connections
+            connections = getattr(proc, "net_connections", None) or proc.connections
+            listening = listeners_of(connections(kind="all"))
+    except psutil.Error:  # gone (or a zombie) meanwhile
         return None
-    try:
-        exe = os.readlink(f"{proc}/{pid}/exe").removesuffix(" (deleted)")
-    except OSError:
-        exe = ""  # a kernel thread, or not ours to see
-    return Process(pid, exe, argv, comm)
+    return Process(pid, exe, argv, comm), listening
 
 
-@dataclass
-class _NetTables:
-    """Listening sockets per network namespace, read once each."""
-
-    proc: str = "/proc"
-    by_netns: dict[str, dict[int, Listener]] = field(default_factory=dict)
-
-    def for_pid(self, pid: int) -> dict[int, Listener]:
-        try:
-            netns = os.readlink(f"{self.proc}/{pid}/ns/net")
-        except OSError:
-            netns = ""
-        if netns not in self.by_netns:
-            table: dict[int, Listener] = {}
-            base = f"{self.proc}/{pid}/net"
-            for name, parse in (("tcp", parse_proc_net_tcp),
-                                ("tcp6", lambda t: parse_proc_net_tcp(t, ipv6=True)),
-                                ("unix", parse_proc_net_unix)):
-                try:
-                    with open(f"{base}/{name}", encoding="ascii", errors="replace") as f:
-                        table.update(parse(f.read()))
-                except OSError:
-                    continue
-            self.by_netns[netns] = table
-        return self.by_netns[netns]
-
-
-def service_facts(unit: str, description: str, pids: Iterable[int], memory: int | None,
-                  tables: _NetTables) -> Service:
+def service_facts(unit: str, description: str, pids: Iterable[int],
+                  memory: int | None) -> Service:
     """Given a unit's cgroup PIDs, read its processes and their listening sockets."""
     processes, listeners = [], []
     for pid in sorted(pids):
-        process = read_process(pid, tables.proc)
-        if process is None:
-            continue
-        processes.append(process)
-        known = tables.for_pid(pid)
-        listeners += [known[i] for i in socket_inodes(pid, tables.proc) if i in known]
+        seen = read_process(pid)
+        if seen is not None:
+            processes.append(seen[0])
+            listeners += seen[1]
     unique = tuple(dict.fromkeys(listeners))
     return Service(unit, description, tuple(processes), unique, memory)
 
@@ -497,7 +440,6 @@ def read_services(sd: Systemd, exclude: Iterable[str] = ()) -> Iterator[Service]
     from sdwatch.systemd import UnitError
 
     skip = set(exclude)
-    tables = _NetTables()
     for summary in sd.list_units(("service",), states=("running",)):
         if summary.name in skip:
             continue
@@ -509,7 +451,7 @@ def read_services(sd: Systemd, exclude: Iterable[str] = ()) -> Iterator[Service]
             continue
         memory = cgroup_memory(info.control_group)
         yield service_facts(summary.name, summary.description, cgroup_pids(info.control_group),
-                            memory if memory is not None else info.memory_current, tables)
+                            memory if memory is not None else info.memory_current)
 
 
 def parse_login(text: str) -> tuple[str, Login]:

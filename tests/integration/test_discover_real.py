@@ -21,7 +21,7 @@ def facts(unit: str, *procs) -> discover.Service:
     for proc in procs:
         pids.add(proc.pid)
         pids.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
-    return discover.service_facts(unit, "", pids, None, discover._NetTables())
+    return discover.service_facts(unit, "", pids, None)
 
 
 def test_discovered_stack_validates_and_its_probes_pass(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import tomllib
-from pathlib import Path
+from collections import namedtuple
 
 import pytest
 from hypothesis import given
@@ -13,7 +17,6 @@ from sdwatch import discover
 from sdwatch.discover import Listener, Login, Process, Service
 
 MiB = 1024 * 1024
-PROC = Path(__file__).parent / "testdata" / "proc"  # /proc/net files, trimmed
 
 # Recorded on Debian 12 hosts (cmdlines as the programs rewrite them).
 MARIADB = Service("mariadb.service", "MariaDB 10.11.6 database server", (
@@ -206,27 +209,45 @@ def test_parse_login_rejects(text: str) -> None:
         discover.parse_login(text)
 
 
-PROC_NET_TCP = (PROC / "tcp").read_text()
-PROC_NET_TCP6 = (PROC / "tcp6").read_text()
-PROC_NET_UNIX = (PROC / "unix").read_text()
+Conn = namedtuple("Conn", "fd family type laddr raddr status")  # psutil's pconn fields
+INET, INET6, UNIX = socket.AF_INET, socket.AF_INET6, socket.AF_UNIX
+STREAM, DGRAM = socket.SOCK_STREAM, socket.SOCK_DGRAM
 
 
-def test_parse_proc_net_tcp_listeners_only() -> None:
-    assert discover.parse_proc_net_tcp(PROC_NET_TCP) == {
-        1592: Listener("tcp", "0.0.0.0", 2024), 2001: Listener("tcp", "127.0.0.1", 6379)}
-    assert discover.parse_proc_net_tcp(PROC_NET_TCP6, ipv6=True) == {
-        2002: Listener("tcp", "::1", 6379), 2003: Listener("tcp", "::", 80),
-        2004: Listener("tcp", "127.0.0.1", 11211)}
+def test_listeners_of_keeps_listening_tcp_and_bound_stream_unix_sockets() -> None:
+    addr = namedtuple("addr", "ip port")
+    connections = [
+        Conn(3, INET, STREAM, addr("0.0.0.0", 2024), (), "LISTEN"),
+        Conn(4, INET6, STREAM, addr("::ffff:127.0.0.1", 11211), (), "LISTEN"),
+        Conn(5, INET6, STREAM, addr("::", 80), (), "LISTEN"),
+        Conn(6, INET, STREAM, addr("127.0.0.1", 6379), addr("127.0.0.1", 40000),
+             "ESTABLISHED"),
+        Conn(7, UNIX, STREAM, "/run/mysqld/mysqld.sock", None, "NONE"),
+        Conn(8, UNIX, STREAM, "/run/path with spaces.sock", None, "NONE"),
+        Conn(9, UNIX, STREAM, "", None, "NONE"),  # a client
+        Conn(10, UNIX, STREAM, "@abstract", None, "NONE"),
+        Conn(11, UNIX, DGRAM, "/dev/log", None, "NONE"),
+    ]
+    assert discover.listeners_of(connections) == [
+        Listener("tcp", "0.0.0.0", 2024), Listener("tcp", "127.0.0.1", 11211),
+        Listener("tcp", "::", 80), Listener("unix", "/run/mysqld/mysqld.sock"),
+        Listener("unix", "/run/path with spaces.sock")]
 
 
-def test_parse_proc_net_unix_listening_paths_only() -> None:
-    assert discover.parse_proc_net_unix(PROC_NET_UNIX) == {
-        3001: Listener("unix", "/run/mysqld/mysqld.sock"),
-        3004: Listener("unix", "/run/path with spaces.sock")}
+def test_read_process_sees_its_own_listeners(tmp_path) -> None:
+    with socket.socket() as tcp, socket.socket(socket.AF_UNIX) as unix:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        unix.bind(str(tmp_path / "s.sock"))
+        unix.listen()
+        port = tcp.getsockname()[1]
+        process, listening = discover.read_process(os.getpid())
+    assert process.pid == os.getpid() and process.exe == os.path.realpath(sys.executable)
+    assert Listener("tcp", "127.0.0.1", port) in listening
+    assert Listener("unix", str(tmp_path / "s.sock")) in listening
 
 
-@given(st.text(max_size=300))
-def test_proc_parsers_never_raise(text: str) -> None:
-    discover.parse_proc_net_tcp("header\n" + text)
-    discover.parse_proc_net_tcp("header\n" + text, ipv6=True)
-    discover.parse_proc_net_unix("header\n" + text)
+def test_read_process_of_a_gone_process_is_none() -> None:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert discover.read_process(child.pid) is None
