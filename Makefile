@@ -42,7 +42,7 @@ lint: $(PYPI_VENV)/.ok
 unit-%: $(DEB_VENV)/.ok $(PYPI_VENV)/.ok
 	mkdir -p $(REPORTS)
 	.venv/$*/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration \
-	  tests/packaging/test_files.py --junitxml=$(REPORTS)/$*-unit.xml || true
+	  tests/packaging/test_files.py tests/harness --junitxml=$(REPORTS)/$*-unit.xml || true
 
 systemd-%: $(DEB_VENV)/.ok $(PYPI_VENV)/.ok
 	mkdir -p $(REPORTS)
