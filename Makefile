@@ -9,7 +9,7 @@ PYPI_VENV := .venv/pypi
 REPORTS := .venv/reports
 SDTEST := tests/harness/sdtest
 
-.PHONY: all test deps venvs unit-% systemd-% systemd-v2 lint lint-report demo bench deb clean
+.PHONY: all test deps venvs unit-% systemd-% systemd-v2 lint lint-report demo bench deb clean pristine-check
 
 all: test
 
@@ -75,6 +75,12 @@ test:
 
 demo: deps
 	tests/demo
+
+# the README's set-up line, make demo and make test on a freshly debootstrapped Debian root
+# (PRISTINE_SUITE=trixie for Debian 13); clones this checkout's HEAD: commit first
+PRISTINE_SUITE := bookworm
+pristine-check:
+	tests/pristine-check $(PRISTINE_SUITE)
 
 bench: deps
 	bench/status

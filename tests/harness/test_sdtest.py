@@ -7,6 +7,7 @@ the host's copies are byte-for-byte as before.  Only the checkout is shared read
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -121,11 +122,18 @@ def test_two_harnesses_of_one_name_at_once_never_see_each_other() -> None:
             test "$(cat {marker})" = {me}
             """
 
+    # each waits for the other: under SDTEST_LOCK the pair takes the lock once, not each
+    env = {k: v for k, v in os.environ.items() if k != "SDTEST_LOCK"}
+    lock = open(os.environ["SDTEST_LOCK"], "a") if "SDTEST_LOCK" in os.environ else None
     try:
-        procs = [sdtest("harness-test", writer("a", "b")), sdtest("harness-test", writer("b", "a"))]
+        if lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        procs = [sdtest("harness-test", writer(me, other), env=env) for me, other in ("ab", "ba")]
         for proc in procs:
             finish(proc)
     finally:
+        if lock:
+            lock.close()
         for me in "ab":
             Path(f"{ready}-{me}").unlink(missing_ok=True)
     assert not os.path.lexists(marker)
