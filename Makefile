@@ -9,7 +9,7 @@ PYPI_VENV := .venv/pypi
 REPORTS := .venv/reports
 SDTEST := tests/harness/sdtest
 
-.PHONY: all test deps venvs unit-% systemd-% systemd-v2 lint demo bench deb clean
+.PHONY: all test deps venvs unit-% systemd-% systemd-v2 lint lint-report demo bench deb clean pristine-check
 
 all: test
 
@@ -42,7 +42,7 @@ lint: $(PYPI_VENV)/.ok
 unit-%: $(DEB_VENV)/.ok $(PYPI_VENV)/.ok
 	mkdir -p $(REPORTS)
 	.venv/$*/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration \
-	  tests/packaging/test_files.py --junitxml=$(REPORTS)/$*-unit.xml || true
+	  tests/packaging/test_files.py tests/harness --junitxml=$(REPORTS)/$*-unit.xml || true
 
 systemd-%: $(DEB_VENV)/.ok $(PYPI_VENV)/.ok
 	mkdir -p $(REPORTS)
@@ -56,17 +56,42 @@ systemd-v2: $(PYPI_VENV)/.ok
 	SDTEST_CGROUP=unified $(SDTEST) with ci-v2 .venv/pypi/bin/python -m pytest -q \
 	  -p no:cacheprovider tests/systemd --junitxml=$(REPORTS)/pypi-systemd-v2.xml || true
 
-# every suite runs even when an earlier one failed; the summary fails if any did (or never ran)
-test: lint
+lint-report: $(PYPI_VENV)/.ok
+	mkdir -p $(REPORTS)
+	$(PYPI_VENV)/bin/ruff check sdwatch tests bench || true
+	$(PYPI_VENV)/bin/ruff check -q --exit-zero --output-format junit -o $(REPORTS)/lint.xml \
+	  sdwatch tests bench
+
+# every suite runs even when another failed (-k: a venv that does not build skips only the
+# suites that need it); the summary always prints, and fails if a suite failed or never ran.
+# SKIP_SUITES="systemd-v2 ..." leaves suites out, and says so in the summary.
+SUITES := lint-report unit-debian systemd-debian unit-pypi systemd-pypi systemd-v2 test-deb
+SKIP_SUITES :=
+report.lint-report := lint
+report.unit-debian := debian-unit
+report.systemd-debian := debian-systemd
+report.unit-pypi := pypi-unit
+report.systemd-pypi := pypi-systemd
+report.systemd-v2 := pypi-systemd-v2
+report.test-deb := deb
+RUN_SUITES = $(filter-out $(SKIP_SUITES),$(SUITES))
+test:
 	rm -rf $(REPORTS)
-	$(MAKE) --no-print-directory unit-debian systemd-debian unit-pypi systemd-pypi systemd-v2
-	$(MAKE) --no-print-directory test-deb || true
+	$(MAKE) --no-print-directory -k $(RUN_SUITES) || true
 	@echo; echo "== sdwatch test summary =="
-	tests/summarize $(REPORTS)/{debian,pypi}-{unit,systemd}.xml $(REPORTS)/pypi-systemd-v2.xml \
-	  $(REPORTS)/deb.xml
+	@command -v python3 >/dev/null || { echo "no python3: nothing ran (see above)"; exit 1; }
+	@$(if $(SKIP_SUITES),echo "  not run (SKIP_SUITES): $(SKIP_SUITES)")
+	@tests/summarize $(foreach s,$(RUN_SUITES),$(REPORTS)/$(report.$(s)).xml)
 
 demo: deps
 	tests/demo
+
+# the README's set-up line, make demo and make test on a freshly debootstrapped Debian root
+# (PRISTINE_SUITE=trixie for Debian 13); clones this checkout's HEAD: commit first
+PRISTINE_SUITE := bookworm
+PRISTINE_TEST := make test
+pristine-check: deps
+	PRISTINE_TEST="$(PRISTINE_TEST)" tests/pristine-check $(PRISTINE_SUITE)
 
 bench: deps
 	bench/status

@@ -141,7 +141,8 @@ def probe(
     option: Optional[List[str]] = typer.Option(None, "--option", "-o", metavar="KEY=VALUE",
                                                help="Another key of the kind, as in the config "
                                                "file (repeatable), e.g. -o status=200."),
-    timeout: float = typer.Option(5.0, "--timeout", "-t", help="Seconds to wait."),
+    timeout: str = typer.Option("5s", "--timeout", "-t",
+                                help="How long to wait: 500ms, 5s, 1m (a number is seconds)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Probe something once, ad hoc: e.g. sdwatch probe http http+unix:///run/puma.sock/up."""
@@ -151,6 +152,7 @@ def probe(
     from sdwatch.probes.base import run
     from sdwatch.schema import SpecError, build
 
+    seconds = _duration("--timeout", timeout)
     if kind not in REGISTRY:
         _fail(f"unknown probe kind {kind!r} (one of: {', '.join(sorted(REGISTRY))})",
               EXIT_CONFIG)
@@ -165,7 +167,7 @@ def probe(
         spec = build(entry.spec, table, kind)
     except SpecError as exc:
         _fail(str(exc), EXIT_CONFIG)
-    result = asyncio.run(run(kind, spec, timeout))
+    result = asyncio.run(run(kind, spec, seconds))
     if as_json:
         import json
 
@@ -177,6 +179,15 @@ def probe(
                    f"{result.duration * 1000:.1f}ms: {result.reason}")
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
 
+
+def _duration(option: str, text: str) -> float:
+    """Parse a duration option as the config file does ("1s", "2m", a number of seconds)."""
+    from sdwatch.quantities import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        _fail(f"{option}: {exc}", EXIT_CONFIG)
 
 def _toml_value(text: str) -> object:
     """Read a --option value as TOML (numbers, booleans, lists), else as a plain string."""
@@ -286,7 +297,8 @@ def alert(
 @app.command("wait-healthy")
 def wait_healthy(
     unit: str = typer.Argument(..., help="A unit with probes in the configuration."),
-    timeout: str = typer.Option("60s", "--timeout", "-t", help="Give up after this long."),
+    timeout: str = typer.Option("60s", "--timeout", "-t",
+                                help="Give up after this long: 90s, 2m (a number is seconds)."),
     config: Optional[str] = _config_option(),
 ) -> None:
     """Run UNIT's probes until all pass (exit 0) or the timeout passes (exit 1).
@@ -296,12 +308,8 @@ def wait_healthy(
     import asyncio
 
     from sdwatch import hooks
-    from sdwatch.quantities import parse_duration
 
-    try:
-        seconds = parse_duration(timeout)
-    except ValueError as exc:
-        _fail(f"--timeout: {exc}", EXIT_CONFIG)
+    seconds = _duration("--timeout", timeout)
     cfg = _load_config(config)
     if unit not in cfg.units:
         _fail(f"{unit} is not configured (see sdwatch validate)", EXIT_CONFIG)

@@ -1,7 +1,56 @@
 #!/bin/bash
 # PID 1 of the test namespaces until it execs systemd. Runs with a private mount namespace:
 # every mount below is invisible to the host.
+#
+# The root it gives systemd is the host's tree seen through overlays: every mounted file system
+# (/, and /work, /home, ... when they are mounts of their own) is the lower layer of an overlay
+# whose upper layer lives in a tmpfs of this namespace.  Whatever runs inside (apt and dpkg,
+# MariaDB's data files, units in /etc, sdwatch's /var/lib/sdwatch) writes to that tmpfs, which
+# vanishes with the namespace; two harnesses never see each other's writes.  Only the checkout
+# ($SDTEST_REPO) is bound through read-write: test reports must reach the host.
 set -e
+exec 9<>"$SDTEST_CONSOLE"       # the host pty slave; becomes /dev/console below
+O=$SDTEST_STATE/overlay
+mount -t tmpfs -o mode=700 sdtest-upper "$O"
+mkdir "$O/root"
+n=0
+# mount point and type of every mount, parents first (mountinfo escapes blanks as \040)
+awk '{for (i = 7; $i != "-"; i++); print $5, $(i + 1)}' /proc/self/mountinfo |
+  while read -r mp fstype; do
+    mp=$(printf '%b' "$mp")
+    case $mp in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/run|/run/*|"$O"|"$O"/*) continue ;; esac
+    case $fstype in
+      proc|sysfs|cgroup|cgroup2|devpts|devtmpfs|mqueue|tracefs|debugfs|securityfs|pstore|bpf|\
+      fusectl|configfs|hugetlbfs|binfmt_misc|autofs|nsfs|efivarfs|rpc_pipefs) continue ;;
+    esac
+    n=$((n + 1)); mkdir -p "$O/$n/upper" "$O/$n/work"
+    [ -d "$O/root$mp" ] || continue        # a file bind mount, or hidden under another mount
+    case $mp in *,*|*:*) ok=no ;; *) ok=yes ;; esac   # overlay options cannot carry these
+    if [ $ok = yes ] && mount -t overlay sdtest -o \
+         "lowerdir=$mp,upperdir=$O/$n/upper,workdir=$O/$n/work" "$O/root${mp%/}"; then
+      continue
+    fi
+    mount --bind -o ro "$mp" "$O/root${mp%/}"   # not overlayable: visible, but read-only
+  done
+R=$O/root
+mountpoint -q "$R" || { echo "sdtest: no overlay of /" >&2; exit 1; }
+mount --bind "$SDTEST_REPO" "$R$SDTEST_REPO"
+mount -t proc -o nosuid,nodev,noexec proc "$R/proc"      # umount below reads mountinfo
+mount -t sysfs -o nosuid,nodev,noexec sysfs "$R/sys"
+# a private /dev (systemd populates it); before pivot_root, while the console pty is reachable
+mount -t tmpfs -o mode=755,nosuid,size=4m tmpfs "$R"/dev
+for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
+  set -- $n; mknod -m 666 "$R"/dev/"$1" c "$2" "$3"
+done
+mkdir "$R"/dev/pts "$R"/dev/shm "$R"/dev/mqueue
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620,gid=5 devpts "$R"/dev/pts
+ln -s pts/ptmx "$R"/dev/ptmx
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R"/dev/shm
+mount -t mqueue mqueue "$R"/dev/mqueue
+ln -s /proc/self/fd "$R"/dev/fd
+ln -s /proc/self/fd/0 "$R"/dev/stdin; ln -s /proc/self/fd/1 "$R"/dev/stdout; ln -s /proc/self/fd/2 "$R"/dev/stderr
+touch "$R"/dev/console; mount --bind /proc/self/fd/9 "$R"/dev/console; exec 9>&-
+cd "$R"; pivot_root . .; umount -l .; cd /
 if [ "${SDTEST_CGROUP:-hybrid}" = unified ]; then
   mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
 else
@@ -16,25 +65,7 @@ else
   mkdir /sys/fs/cgroup/systemd; mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
   mkdir /sys/fs/cgroup/unified; mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
 fi
-exec 9<>"$SDTEST_CONSOLE"       # the host pty slave; becomes /dev/console below
-# private /dev: otherwise /dev/log and friends would be created on the host
-mount -t tmpfs -o mode=755,nosuid,size=4m tmpfs /dev
-for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
-  set -- $n; mknod -m 666 /dev/"$1" c "$2" "$3"
-done
-mkdir /dev/pts /dev/shm /dev/mqueue
-mount -t devpts -o newinstance,ptmxmode=0666,mode=620,gid=5 devpts /dev/pts
-ln -s pts/ptmx /dev/ptmx
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
-mount -t mqueue mqueue /dev/mqueue
-ln -s /proc/self/fd /dev/fd
-ln -s /proc/self/fd/0 /dev/stdin; ln -s /proc/self/fd/1 /dev/stdout; ln -s /proc/self/fd/2 /dev/stderr
-touch /dev/console; mount --bind /proc/self/fd/9 /dev/console; exec 9>&-
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
-[ -d /var/log/journal ] && mount -t tmpfs tmpfs /var/log/journal   # keep journald off the host disk
-if [ "${SDTEST_PRIVATE_TMP:-1}" = 1 ]; then   # PrivateTmp= dirs would otherwise land on the host
-  mount -t tmpfs -o mode=1777 tmpfs /tmp; mount -t tmpfs -o mode=1777 tmpfs /var/tmp
-fi
 U=/run/systemd/system
 mkdir -p /run/lock $U/sysinit.target.wants /run/systemd/system.conf.d
 # Mask everything sysinit.target wants except journald: udev, sysctl, modules, binfmt,

@@ -5,9 +5,9 @@ harness and runs this module inside it.  The tests run in file order and share o
 installation: install, the daemon is up, the CLI works, reload, a SIGSTOPped memcached gets
 restarted, remove, purge.
 
-The harness shares the host's root file system (only /dev, /run, /tmp, /var/tmp and the journal
-are private), so installing changes the host's dpkg database and /etc: the ``package`` fixture
-refuses to run over an existing installation and always purges at the end.
+The harness sees the host's tree through a throw-away overlay, so installing changes only the
+overlay's dpkg database and /etc; the ``package`` fixture still refuses to run over an existing
+installation and purges at the end: purge is part of what is tested.
 """
 
 from __future__ import annotations

@@ -59,3 +59,13 @@ def test_summary_and_json_also_exit_4_when_unreachable() -> None:
     env = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
     assert sdwatch("summary", env=env).returncode == 4
     assert sdwatch("status", "--json", env=env).returncode == 4
+
+
+def test_probe_timeout_is_a_duration_as_in_the_config_or_seconds() -> None:
+    sleep = ["exec", "/bin/sleep", "-o", 'command=["/bin/sleep", "5"]', "--json"]
+    for timeout in ("300ms", "0.3"):
+        r = sdwatch("probe", *sleep, "--timeout", timeout)
+        assert r.returncode == 1, r.stderr
+        assert '"reason": "timeout after 300ms waiting for sleep"' in r.stdout
+    r = sdwatch("probe", *sleep, "--timeout", "soon")
+    assert r.returncode == 2 and r.stderr.startswith("sdwatch: --timeout: invalid duration 'soon'")

@@ -151,10 +151,11 @@ def test_wait_healthy_holds_until_the_probe_passes(tmp_path: pathlib.Path) -> No
 def test_wait_healthy_times_out_naming_the_probe_and_reason(tmp_path: pathlib.Path) -> None:
     cfg = config(tmp_path, '{ kind = "tcp", name = "port", address = "127.0.0.1:1", '
                            'timeout = "200ms" }')
-    r = sdwatch("wait-healthy", "app.service", "--timeout", "1s", "--config", cfg)
-    assert r.returncode == 1 and r.stdout == ""
-    assert r.stderr.startswith("sdwatch: app.service: not healthy after 1s (")
-    assert "port (tcp): " in r.stderr and "refused" in r.stderr
+    for timeout in ("1s", "1"):   # a bare number is seconds
+        r = sdwatch("wait-healthy", "app.service", "--timeout", timeout, "--config", cfg)
+        assert r.returncode == 1 and r.stdout == ""
+        assert r.stderr.startswith("sdwatch: app.service: not healthy after 1s (")
+        assert "port (tcp): " in r.stderr and "refused" in r.stderr
 
 
 def test_wait_healthy_needs_a_configured_unit_with_probes(tmp_path: pathlib.Path) -> None:
