@@ -11,6 +11,7 @@ import typer
 
 from sdwatch import exits
 from sdwatch.report import OPTIONS
+from sdwatch.states import Event
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Health checks and resource limits for systemd units.")
@@ -258,7 +259,7 @@ def init(
 @app.command()
 def alert(
     unit: str = typer.Option(..., "--unit", "-u", help="The unit the alert is about."),
-    event: str = typer.Option("failed", "--event", help="Event name (default: failed)."),
+    event: str = typer.Option(Event.FAILED.value, "--event", help="Event name (default: failed)."),
     message: Optional[str] = typer.Option(None, "--message", "-m",
                                           help="Text instead of the unit's failure summary."),
     config: Optional[str] = _config_option(),
@@ -272,7 +273,7 @@ def alert(
 
     from sdwatch import hooks, logs
     from sdwatch.alerts import LOST, Alerter
-    from sdwatch.states import EVENTS, Event
+    from sdwatch.states import EVENTS
 
     logs.setup()
     try:

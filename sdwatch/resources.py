@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Mapping
 
+from sdwatch.states import RESOURCES
+
 if TYPE_CHECKING:
     from sdwatch.config import Limit
 
@@ -289,7 +291,7 @@ def _meminfo() -> dict[str, int]:
 class LimitReading:
     """One resource compared with its configured limit."""
 
-    resource: str  # cpu, memory, tasks, fds, children
+    resource: str  # one of states.RESOURCES
     value: float  # in the limit's terms: % of a core (or of all cores), bytes or %, a count
     threshold: float
     over: bool
@@ -307,7 +309,7 @@ def evaluate(limits: Mapping[str, Limit | None], sample: UnitSample, cpu: float 
     from sdwatch.quantities import format_size
 
     out = []
-    for resource in ("cpu", "memory", "tasks", "fds", "children"):
+    for resource in RESOURCES:
         limit = limits.get(resource)
         if limit is None:
             continue
