@@ -200,3 +200,17 @@ def test_open_files_of_another_users_processes_are_unknown_not_zero() -> None:
     assert out.strip() == "None"
     text = render_text(snap(unit(fds=None)))
     assert "  open files                    unknown (" in text
+
+
+def test_the_daemons_limit_readings_are_shown() -> None:
+    view = seen({"memcached.service": {"health": "healthy", "limits": {"memory": {
+        "value": 3e9, "over": True, "reason": "memory 2.8 GiB above 2.0 GiB", "at": 5.0,
+        "over_for": 2, "tripped": False}}}})
+    u = status._with_daemon(unit(), view)
+    text = render_text(snap(u))
+    assert ("  limit memory                  memory 2.8 GiB above 2.0 GiB, over for 2 cycles ("
+            in text)
+    data = json.loads(json.dumps(to_json(snap(u))))
+    assert data["units"][0]["limits"]["memory"] == {
+        "value": 3e9, "over": True, "reason": "memory 2.8 GiB above 2.0 GiB", "at": 5.0,
+        "over_for": 2, "tripped": False}
