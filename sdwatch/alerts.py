@@ -13,52 +13,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import socket
-import subprocess
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from dataclasses import dataclass, replace
 
 from sdwatch.alerting.channels import DeliveryError, deliver, iso, where
+from sdwatch.alerting.event import AlertEvent
 from sdwatch.alerting.queue import Entry, Queue, backoff
-from sdwatch.alerting.settings import EVENTS, AlertSettings, Channel
+from sdwatch.alerting.settings import AlertSettings, Channel
+from sdwatch.states import FAILING_EVENTS, Event
 
-__all__ = ["EVENTS", "AlertEvent", "AlertSettings", "Alerter", "failure_details",
-           "journal_excerpt"]
+__all__ = ["AlertEvent", "AlertSettings", "Alerter"]
 
 log = logging.getLogger("sdwatch")
-# events that mean "this unit needs attention" until a "recovered" event
-FAILING_EVENTS = frozenset({"failing", "failed", "gave_up", "crashed"})
 SENT, QUEUED, LOST = "sent", "queued", "lost"
 
 
-@dataclass(frozen=True)
-class AlertEvent:
-    """Something worth telling about a unit.  ``details`` holds result, exit_code or signal,
-    restarts_systemd, restarts_sdwatch, journal (a tuple of lines) and the like."""
+@dataclass
+class _Failing:
+    """A unit in a failing event, until "recovered": what to remind of, and when."""
 
-    unit: str
-    event: str
-    message: str
-    time: float = field(default_factory=time.time)
-    host: str = ""  # filled in by the Alerter when empty
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the event as JSON-ready data."""
-        return {"unit": self.unit, "event": self.event, "message": self.message,
-                "time": self.time, "host": self.host,
-                "details": {k: list(v) if isinstance(v, tuple) else v
-                            for k, v in self.details.items()}}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AlertEvent:
-        """Given what to_json returned, return the event (lists become tuples)."""
-        details = {k: tuple(v) if isinstance(v, list) else v
-                   for k, v in dict(data.get("details") or {}).items()}
-        return cls(str(data["unit"]), str(data["event"]), str(data["message"]),
-                   float(data["time"]), str(data.get("host", "")), details)
+    since: float
+    event: Event = Event.FAILING
+    message: str = ""
+    last: float = 0.0  # the last alert or reminder
+    count: int = 0  # reminders sent
 
 
 class Alerter:
@@ -69,7 +48,7 @@ class Alerter:
         self.queue = Queue(os.path.join(state_dir, "alerts"))
         self.host = settings.host or socket.gethostname()
         self._channels = {c.key: c for c in settings.channels}
-        self._failing: dict[str, dict[str, Any]] = {}  # unit -> event, message, since, last
+        self._failing: dict[str, _Failing] = {}  # units to remind about, until recovered
         self._wake: asyncio.Event | None = None
         self._closed = False
         self._warned: set[str] = set()
@@ -166,7 +145,7 @@ class Alerter:
     def _next_wake(self, now: float) -> float:
         times = [e.next_at for e in self.queue.pending() if e.channel in self._channels]
         if self.settings.reminder > 0:
-            times += [s["last"] + self.settings.reminder for s in self._failing.values()]
+            times += [s.last + self.settings.reminder for s in self._failing.values()]
         # poll at least every ``retry``: other processes (OnFailure hooks) queue entries too
         return max(0.05, min([now + self.settings.retry, *times]) - now)
 
@@ -178,80 +157,26 @@ class Alerter:
                             "configured; kept in %s", e.id, e.channel, self.queue.directory)
 
     def _track(self, event: AlertEvent) -> None:
-        if event.event == "recovered":
+        if event.event == Event.RECOVERED:
             self._failing.pop(event.unit, None)
         elif event.event in FAILING_EVENTS:
-            state = self._failing.setdefault(event.unit, {"since": event.time})
-            state.update(event=event.event, message=event.message, last=event.time)
+            state = self._failing.setdefault(event.unit, _Failing(since=event.time))
+            state.event, state.message, state.last = event.event, event.message, event.time
 
     async def _remind(self, now: float) -> None:
         if self.settings.reminder <= 0:
             return
         for unit, state in list(self._failing.items()):
-            if now - state["last"] < self.settings.reminder:
+            if now - state.last < self.settings.reminder:
                 continue
-            count = state.get("count", 0) + 1
-            state["count"] = count
+            state.count += 1
             await self.send(AlertEvent(
-                unit, state["event"], f"still {state['event'].replace('_', ' ')} since "
-                f"{iso(state['since'])}: {state['message']}", now, self.host,
-                {"reminder": count, "since": iso(state["since"])}))
+                unit, state.event, f"still {state.event.replace('_', ' ')} since "
+                f"{iso(state.since)}: {state.message}", now, self.host,
+                {"reminder": state.count, "since": iso(state.since)}))
 
     def close(self) -> None:
         """Stop run() at its next wake-up; queued entries stay for the next start."""
         self._closed = True
         if self._wake is not None:
             self._wake.set()
-
-
-def failure_details(result: str, exec_main_code: int, exec_main_status: int,
-                    n_restarts: int) -> tuple[str, dict[str, Any]]:
-    """Given a unit's Result, ExecMainCode/Status and NRestarts, return (why, details)."""
-    import signal
-
-    details: dict[str, Any] = {"result": result, "restarts_systemd": n_restarts}
-    if exec_main_code == 1:  # CLD_EXITED
-        details["exit_code"] = exec_main_status
-        why = f"exit code {exec_main_status}"
-    elif exec_main_code in (2, 3):  # CLD_KILLED, CLD_DUMPED
-        try:
-            name = signal.Signals(exec_main_status).name
-        except ValueError:
-            name = f"signal {exec_main_status}"
-        details["signal"] = name
-        why = f"killed by {name}" + (" (core dumped)" if exec_main_code == 3 else "")
-    else:
-        why = "no main process exit recorded"
-    return f"result {result or 'unknown'}, {why}, {n_restarts} restarts by systemd", details
-
-
-def journal_excerpt(unit: str, invocation_id: str, lines: int = 20,
-                    timeout: float = 5.0, since_usec: int = 0) -> tuple[str, ...]:
-    """Given a unit and its run's InvocationID ("" for none), return the last ``lines``
-    journal lines of that run (or of the unit), () if journalctl fails.  Blocking.
-
-    With ``since_usec`` (the run's ExecMainStartTimestamp) the unit's lines since then are
-    taken instead: journald tags the output of a process that exits at once with the unit
-    (from its stream) but not always with the run's invocation ID (read from the cgroup of
-    a process already gone)."""
-    cmd = ["journalctl", "--no-pager", "--quiet", "-o", "short-iso", "-n", str(lines)]
-    if since_usec > 0:
-        cmd += ["-u", unit, f"--since=@{since_usec / 1e6:.6f}"]
-    elif re.fullmatch(r"[0-9a-f]{32}", invocation_id):
-        # the service's own output, "+" the lines systemd logged about that run
-        cmd += [f"_SYSTEMD_INVOCATION_ID={invocation_id}", "+",
-                f"INVOCATION_ID={invocation_id}"]
-    else:
-        cmd += ["-u", unit]
-    try:
-        r = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("journal of %s unavailable: %s", unit, exc)
-        return ()
-    if r.returncode != 0:
-        err = r.stderr.decode("utf-8", "replace").strip().splitlines()
-        log.warning("journal of %s unavailable: journalctl exited with status %d%s", unit,
-                    r.returncode, f": {err[-1]}" if err else "")
-        return ()
-    text = r.stdout.decode("utf-8", "replace")
-    return tuple(line for line in text.splitlines() if line)[-lines:]

@@ -9,9 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from sdwatch.config import Config, UnitConfig
+from sdwatch.config import Config, ProbeConfig, UnitConfig
+from sdwatch.states import RESOURCES
+
+if TYPE_CHECKING:
+    from sdwatch.probes.base import Metric
+    from sdwatch.systemd import Systemd
 
 CPU_WINDOW = 1.0  # seconds between the two samples that give a CPU percentage
 
@@ -27,10 +32,11 @@ class CheckResult:
     outcome: str
     duration: float
     reason: str
-    metrics: dict[str, Any]
+    metrics: Mapping[str, Metric]
 
 
-async def check_units(cfg: Config, units: Sequence[str], sd: Any = None) -> list[CheckResult]:
+async def check_units(cfg: Config, units: Sequence[str],
+                      sd: Systemd | None = None) -> list[CheckResult]:
     """Run every probe and resource check of ``units`` once, concurrently; return the results.
 
     ``sd`` (a connected systemd.Systemd) is needed for resource checks; without it they fail
@@ -40,7 +46,7 @@ async def check_units(cfg: Config, units: Sequence[str], sd: Any = None) -> list
     for name in units:
         unit = cfg.units[name]
         jobs += [_probe(name, p) for p in unit.probes]
-        if any(getattr(unit, r) for r in ("cpu", "memory", "tasks", "fds", "children")):
+        if any(getattr(unit, r) for r in RESOURCES):
             jobs.append(_limits(unit, sd))
     results: list[CheckResult] = []
     for batch in await asyncio.gather(*jobs):
@@ -48,7 +54,7 @@ async def check_units(cfg: Config, units: Sequence[str], sd: Any = None) -> list
     return results
 
 
-async def _probe(unit: str, probe: Any) -> list[CheckResult]:
+async def _probe(unit: str, probe: ProbeConfig) -> list[CheckResult]:
     from sdwatch.probes.base import run
 
     r = await run(probe.kind, probe.spec, probe.timeout)
@@ -56,12 +62,12 @@ async def _probe(unit: str, probe: Any) -> list[CheckResult]:
                         r.reason, dict(r.metrics))]
 
 
-async def _limits(unit: UnitConfig, sd: Any) -> list[CheckResult]:
+async def _limits(unit: UnitConfig, sd: Systemd | None) -> list[CheckResult]:
     from sdwatch import resources
     from sdwatch.systemd import SystemdUnavailable, UnitError
 
     start = time.monotonic()
-    configured = [r for r in ("cpu", "memory", "tasks", "fds", "children") if getattr(unit, r)]
+    configured = [r for r in RESOURCES if getattr(unit, r)]
 
     def failed(reason: str) -> list[CheckResult]:
         return [CheckResult(unit.name, r, "limit", False, "unknown", 0.0, reason, {})

@@ -1,7 +1,6 @@
 """The ``sdwatch`` command line: parse, call, render, exit.  Heavy modules are imported lazily.
 
-Exit codes (LSB-style for status): 0 all shown units healthy, 1 a check failed, 2 bad
-configuration or usage, 3 some unit is not healthy, 4 systemd cannot be reached.
+Exit codes: sdwatch.exits.
 """
 
 from __future__ import annotations
@@ -10,16 +9,18 @@ from typing import List, NoReturn, Optional
 
 import typer
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+from sdwatch import exits
+from sdwatch.report import OPTIONS
+from sdwatch.states import Event
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Health checks and resource limits for systemd units.")
 
-_CONFIG_HELP = "Main config file (default /etc/sdwatch/sdwatch.toml, or $SDWATCH_CONFIG)."
 
 
 def _config_option() -> Optional[str]:
-    return typer.Option(None, "--config", "-c", help=_CONFIG_HELP, metavar="FILE")
+    return typer.Option(None, *OPTIONS["config_path"].flags, help=OPTIONS["config_path"].help,
+                        metavar="FILE")
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -35,7 +36,7 @@ def _load_config(path: Optional[str]):  # -> sdwatch.config.Config
     except ConfigError as exc:
         for message in exc.messages:
             typer.echo(message, err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
+        raise typer.Exit(exits.USAGE) from None
 
 
 def _connect():  # -> sdwatch.systemd.Systemd
@@ -44,7 +45,7 @@ def _connect():  # -> sdwatch.systemd.Systemd
     try:
         return Systemd()
     except SystemdUnavailable as exc:
-        _fail(str(exc), EXIT_UNREACHABLE)
+        _fail(str(exc), exits.UNREACHABLE)
 
 
 @app.command()
@@ -52,8 +53,9 @@ def status(
     units: Optional[List[str]] = typer.Argument(None, help="Units to show (default: the "
                                                 "configured ones, or every active or failed "
                                                 "service when there is no config)."),
-    all_units: bool = typer.Option(False, "--all", "-a", help="Show every loaded service."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (schema sdwatch.status/1)."),
+    all_units: bool = typer.Option(False, *OPTIONS["all_units"].flags,
+                                   help=OPTIONS["all_units"].help),
+    as_json: bool = typer.Option(False, *OPTIONS["as_json"].flags, help=OPTIONS["as_json"].help),
     config: Optional[str] = _config_option(),
 ) -> None:
     """Show the system and each unit: state, health, PID, uptime, restarts, tasks, memory, CPU."""
@@ -65,7 +67,8 @@ def status(
 @app.command()
 def summary(
     units: Optional[List[str]] = typer.Argument(None, help="Units to show."),
-    all_units: bool = typer.Option(False, "--all", "-a", help="Show every loaded service."),
+    all_units: bool = typer.Option(False, *OPTIONS["all_units"].flags,
+                                   help=OPTIONS["all_units"].help),
     config: Optional[str] = _config_option(),
 ) -> None:
     """One line per unit: health, state, memory, CPU, uptime."""
@@ -113,7 +116,7 @@ def check(
     names = list(units or cfg.units)
     unknown = [n for n in names if n not in cfg.units]
     if unknown:
-        _fail(f"not configured: {', '.join(unknown)} (see sdwatch validate)", EXIT_CONFIG)
+        _fail(f"not configured: {', '.join(unknown)} (see sdwatch validate)", exits.USAGE)
     try:
         sd = Systemd()
     except SystemdUnavailable:
@@ -130,7 +133,7 @@ def check(
         typer.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
     else:
         typer.echo(checks.render(results), nl=False)
-    raise typer.Exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+    raise typer.Exit(exits.OK if all(r.ok for r in results) else exits.FAILED)
 
 
 @app.command()
@@ -155,18 +158,18 @@ def probe(
     seconds = _duration("--timeout", timeout)
     if kind not in REGISTRY:
         _fail(f"unknown probe kind {kind!r} (one of: {', '.join(sorted(REGISTRY))})",
-              EXIT_CONFIG)
+              exits.USAGE)
     entry = REGISTRY[kind]
     table: dict = {entry.target: target}
     for item in option or []:
         key, sep, value = item.partition("=")
         if not sep:
-            _fail(f"--option {item!r}: expected KEY=VALUE", EXIT_CONFIG)
+            _fail(f"--option {item!r}: expected KEY=VALUE", exits.USAGE)
         table[key.strip()] = _toml_value(value)
     try:
         spec = build(entry.spec, table, kind)
     except SpecError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        _fail(str(exc), exits.USAGE)
     result = asyncio.run(run(kind, spec, seconds))
     if as_json:
         import json
@@ -177,7 +180,7 @@ def probe(
     else:
         typer.echo(f"{kind} {target}: {result.outcome.value} in "
                    f"{result.duration * 1000:.1f}ms: {result.reason}")
-    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+    raise typer.Exit(exits.OK if result.ok else exits.FAILED)
 
 
 def _duration(option: str, text: str) -> float:
@@ -187,7 +190,7 @@ def _duration(option: str, text: str) -> float:
     try:
         return parse_duration(text)
     except ValueError as exc:
-        _fail(f"{option}: {exc}", EXIT_CONFIG)
+        _fail(f"{option}: {exc}", exits.USAGE)
 
 def _toml_value(text: str) -> object:
     """Read a --option value as TOML (numbers, booleans, lists), else as a plain string."""
@@ -220,14 +223,14 @@ def init(
         try:
             kind, creds = discover.parse_login(item)
         except ValueError as exc:
-            _fail(f"--login: {exc}", EXIT_CONFIG)
+            _fail(f"--login: {exc}", exits.USAGE)
         logins[kind] = creds
     skipped = {"sdwatch.service": "sdwatch itself"}
     try:
         existing = load(config)
         skipped.update({u: "already configured" for u in existing.units})
     except ConfigError as exc:
-        _fail("the current configuration is invalid, fix it first:\n" + str(exc), EXIT_CONFIG)
+        _fail("the current configuration is invalid, fix it first:\n" + str(exc), exits.USAGE)
     sd = _connect()
     try:
         plan = discover.plan(discover.read_services(sd, exclude=skipped), logins, skipped)
@@ -235,7 +238,7 @@ def init(
         sd.close()
     problems = discover.check_text(plan.text)
     if problems:
-        _fail("the proposed config does not validate:\n" + "\n".join(problems), EXIT_CONFIG)
+        _fail("the proposed config does not validate:\n" + "\n".join(problems), exits.USAGE)
     if write is None:
         typer.echo(plan.text, nl=False)
         return
@@ -243,9 +246,9 @@ def init(
         discover.write_new(write, plan.text)
     except FileExistsError:
         _fail(f"{write} exists: not overwriting it (remove it or choose another path)",
-              EXIT_CONFIG)
+              exits.USAGE)
     except OSError as exc:
-        _fail(f"cannot write {write}: {exc.strerror}", EXIT_CONFIG)
+        _fail(f"cannot write {write}: {exc.strerror}", exits.USAGE)
     typer.echo(f"wrote {write}: {plan.units} units, {plan.probes} probes; review it, then "
                f"sdwatch validate && systemctl reload sdwatch")
 
@@ -256,7 +259,7 @@ def init(
 @app.command()
 def alert(
     unit: str = typer.Option(..., "--unit", "-u", help="The unit the alert is about."),
-    event: str = typer.Option("failed", "--event", help="Event name (default: failed)."),
+    event: str = typer.Option(Event.FAILED.value, "--event", help="Event name (default: failed)."),
     message: Optional[str] = typer.Option(None, "--message", "-m",
                                           help="Text instead of the unit's failure summary."),
     config: Optional[str] = _config_option(),
@@ -269,21 +272,22 @@ def alert(
     import dataclasses
 
     from sdwatch import hooks, logs
-    from sdwatch.alerts import EVENTS, LOST, Alerter
+    from sdwatch.alerts import LOST, Alerter
+    from sdwatch.states import EVENTS
 
     logs.setup()
     try:
         hooks.check_unit(unit)
     except hooks.HookError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        _fail(str(exc), exits.USAGE)
     if event not in EVENTS:
-        _fail(f"--event {event!r}: one of {', '.join(EVENTS)}", EXIT_CONFIG)
+        _fail(f"--event {event!r}: one of {', '.join(EVENTS)}", exits.USAGE)
     cfg = _load_config(config)
     if not cfg.alert.channels:
         _fail("no alert channels configured ([[alert.email]], [[alert.webhook]], "
-              "[[alert.exec]])", EXIT_CONFIG)
+              "[[alert.exec]])", exits.USAGE)
     alerter = Alerter(cfg.alert, cfg.settings.state_dir)
-    ev = dataclasses.replace(hooks.failed_event(unit, alerter.host), event=event)
+    ev = dataclasses.replace(hooks.failed_event(unit, alerter.host), event=Event(event))
     if message:
         ev = dataclasses.replace(ev, message=message)
     outcome = asyncio.run(alerter.dispatch(ev))
@@ -291,7 +295,7 @@ def alert(
         typer.echo(f"{unit} {event}: {channel}: {result}")
     if not outcome:
         typer.echo(f"{unit} {event}: no channel wants this alert")
-    raise typer.Exit(EXIT_FAILED if LOST in outcome.values() else EXIT_OK)
+    raise typer.Exit(exits.FAILED if LOST in outcome.values() else exits.OK)
 
 
 @app.command("wait-healthy")
@@ -312,14 +316,14 @@ def wait_healthy(
     seconds = _duration("--timeout", timeout)
     cfg = _load_config(config)
     if unit not in cfg.units:
-        _fail(f"{unit} is not configured (see sdwatch validate)", EXIT_CONFIG)
+        _fail(f"{unit} is not configured (see sdwatch validate)", exits.USAGE)
     if not cfg.units[unit].probes:
-        _fail(f"{unit} has no probes configured: nothing to wait for", EXIT_CONFIG)
+        _fail(f"{unit} has no probes configured: nothing to wait for", exits.USAGE)
     ok, line = asyncio.run(hooks.wait_healthy(cfg, unit, seconds))
     if ok:
         typer.echo(f"sdwatch: {line}")
-        raise typer.Exit(EXIT_OK)
-    _fail(line, EXIT_FAILED)
+        raise typer.Exit(exits.OK)
+    _fail(line, exits.FAILED)
 
 
 hook_app = typer.Typer(no_args_is_help=True, help="Install sdwatch's hooks into a unit: a "
@@ -337,7 +341,7 @@ def _hook_reload(no_reload: bool) -> None:
     try:
         sd.reload_daemon()
     except SystemdUnavailable as exc:
-        _fail(str(exc), EXIT_UNREACHABLE)
+        _fail(str(exc), exits.UNREACHABLE)
     finally:
         sd.close()
 
@@ -367,7 +371,7 @@ def hook_install(
                             os.path.abspath(config))
         path, changed = hooks.install(unit, text)
     except (hooks.HookError, ValueError) as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        _fail(str(exc), exits.USAGE)
     if changed:
         _hook_reload(no_reload)
     typer.echo(f"{'installed' if changed else 'already installed'}: {path}")
@@ -384,7 +388,7 @@ def hook_remove(
     try:
         path = hooks.remove(unit)
     except hooks.HookError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        _fail(str(exc), exits.USAGE)
     if path is None:
         typer.echo(f"no sdwatch hook installed for {unit}: nothing to remove")
         return

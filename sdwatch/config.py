@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from sdwatch.quantities import Duration, parse_percent, parse_size
 from sdwatch.schema import SpecError, build, join
-from sdwatch.states import unit_name_problem
+from sdwatch.states import RESOURCES, unit_name_problem
 
 DEFAULT_PATH = "/etc/sdwatch/sdwatch.toml"
 ENV_VAR = "SDWATCH_CONFIG"
@@ -296,7 +296,7 @@ def _build_unit(name: str, table: Any, settings: Settings) -> UnitConfig:
     if dup:
         raise SpecError(join(key, "probe"), f"two probes are named {dup!r}: give one a name")
     limits = {r: _read_limit(r, getattr(raw, r), join(key, r))
-              for r in ("cpu", "memory", "tasks", "fds", "children")}
+              for r in RESOURCES}
     return UnitConfig(name=name, probes=probes, restart_limit=raw.restart_limit,
                       action=raw.action, keep_running=raw.keep_running,
                       kill_first=raw.kill_first,

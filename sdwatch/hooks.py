@@ -18,9 +18,13 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from sdwatch.states import unit_name_problem
+from sdwatch.states import Event, unit_name_problem
+
+if TYPE_CHECKING:
+    from sdwatch.alerting.event import AlertEvent
+    from sdwatch.config import Config
 
 DROPIN = "50-sdwatch.conf"
 DIR_ENV = "SDWATCH_SYSTEMD_DIR"
@@ -164,7 +168,7 @@ def list_hooks(root: str | None = None) -> list[Hook]:
     return out
 
 
-async def wait_healthy(cfg: Any, unit: str, timeout: float) -> tuple[bool, str]:
+async def wait_healthy(cfg: Config, unit: str, timeout: float) -> tuple[bool, str]:
     """Given a Config and a configured unit with probes, run its probes until all pass or
     ``timeout`` seconds pass; return (ok, one line naming the time or the failing probes)."""
     from sdwatch.checks import check_units
@@ -194,37 +198,18 @@ async def wait_healthy(cfg: Any, unit: str, timeout: float) -> tuple[bool, str]:
         pause = min(pause * 2, 1.0)
 
 
-def failed_event(unit: str, host: str = "") -> Any:
+def failed_event(unit: str, host: str = "") -> AlertEvent:
     """Given a unit that just failed, return an AlertEvent "failed" with its Result, exit
     code or signal, systemd's restart count and the last 20 journal lines of that run."""
-    from sdwatch.alerts import AlertEvent, failure_details
+    from sdwatch import evidence
+    from sdwatch.alerting.event import AlertEvent
     from sdwatch.systemd import Systemd, SystemdUnavailable, UnitError
 
     try:
         with Systemd() as sd:
             info = sd.unit_info(unit)
     except (SystemdUnavailable, UnitError) as exc:
-        return AlertEvent(unit, "failed", f"{unit} failed (details unavailable: {exc})",
-                          host=host, details={"journal": stable_journal(unit, "")})
-    why, details = failure_details(info.result, info.exec_main_code, info.exec_main_status,
-                                   info.n_restarts)
-    details["invocation_id"] = info.invocation_id
-    details["journal"] = stable_journal(unit, info.invocation_id, info.exec_main_start_timestamp)
-    return AlertEvent(unit, "failed", f"{unit} failed: {why}", host=host, details=details)
-
-
-def stable_journal(unit: str, invocation_id: str, since_usec: int = 0,
-                   settle: float = 3.0) -> tuple[str, ...]:
-    """Return journal_excerpt once two reads agree (at most ``settle`` seconds): the failed
-    run's last lines and systemd's own reach journald by different paths and may lag."""
-    from sdwatch.alerts import journal_excerpt
-
-    deadline = time.monotonic() + settle
-    last = journal_excerpt(unit, invocation_id, since_usec=since_usec)
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now = journal_excerpt(unit, invocation_id, since_usec=since_usec)
-        if now == last and now:
-            break
-        last = now
-    return last
+        return AlertEvent(unit, Event.FAILED, f"{unit} failed (details unavailable: {exc})",
+                          host=host, details={"journal": evidence.stable_journal(unit, "")})
+    why, details = evidence.gather(info, settle=3.0)
+    return AlertEvent(unit, Event.FAILED, f"{unit} failed: {why}", host=host, details=details)

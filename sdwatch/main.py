@@ -27,4 +27,6 @@ def main() -> None:
 
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        from sdwatch import exits
+
+        sys.exit(exits.INTERRUPTED)

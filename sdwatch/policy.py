@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Union
+from typing import Union
 
 from sdwatch.config import Action as Then
 from sdwatch.config import UnitConfig
-from sdwatch.states import Health
+from sdwatch.states import RESOURCES, Event, Health, judge_health
 
-RESOURCES = ("cpu", "memory", "tasks", "fds", "children")
 PENDING_TIMEOUT = 90.0  # systemd's DefaultTimeoutStartSec: how long a restart may stay unseen
 PERSISTENT_VERSION = 1
 
@@ -88,7 +87,7 @@ class ResetFailed:
 
 @dataclass(frozen=True)
 class Alert:
-    event: str  # failing recovered restarted gave_up rearmed limit crashed
+    event: Event
     message: str
 
 
@@ -175,56 +174,20 @@ def step(cfg: UnitConfig, state: UnitState, obs: Observation,
         state, more = handler(cfg, state, obs, now)
         out += more
     if silent:
-        out = [a for a in out if isinstance(a, Alert) and a.event == "rearmed"]
+        out = [a for a in out if isinstance(a, Alert) and a.event == Event.REARMED]
     return state, out
 
 
-def health(cfg: UnitConfig, state: UnitState, now: float) -> Health:
-    """Given a unit's config and state, return its health at ``now``."""
-    if state.unmonitored:
-        return Health.UNMONITORED
-    if state.gave_up:
-        return Health.GAVE_UP
-    if state.pending_until is not None or state.sub_state == "auto-restart":
-        return Health.STARTING
-    if state.active_state == "failed":
-        return Health.FAILED
-    if state.active_state in ("inactive", "deactivating"):
-        return Health.STOPPED
-    if state.active_state in ("activating", "reloading"):
-        return Health.STARTING
-    if _in_grace(state, now):
-        return Health.STARTING  # no verdicts in grace: a probe still marked failing waits
-    if _failing(state) or any(lim.tripped for lim in state.limits):
-        return Health.FAILING
-    return Health.UNKNOWN if state.active_state == "" else Health.HEALTHY
+def health(cfg: UnitConfig | None, state: UnitState, now: float) -> Health:
+    """Given a unit's config and state, return its health at ``now`` (states.judge_health,
+    the one rule, fed policy's view of the unit)."""
+    return judge_health(state.active_state, state.sub_state, unmonitored=state.unmonitored,
+                        gave_up=state.gave_up, restarting=state.pending_until is not None,
+                        in_grace=_in_grace(state, now),
+                        failing=_failing(state) or any(lim.tripped for lim in state.limits))
 
 
-def describe(state: UnitState) -> dict[str, Any]:
-    """Given a unit's state, return a JSON-able summary for status.json."""
-    return {
-        "systemd": {"active_state": state.active_state, "sub_state": state.sub_state,
-                    "result": state.result},
-        "probes": {p.name: {"ok": p.last_ok, "reason": p.last_reason, "at": p.last_at,
-                            "failing": p.failing, "consecutive_failures": p.failures,
-                            "consecutive_successes": p.successes,
-                            "recent_failures": sum(p.history)} for p in state.probes},
-        "limits": {lim.resource: {"value": lim.value, "reason": lim.reason,
-                                  "over_for": lim.over_for, "tripped": lim.tripped}
-                   for lim in state.limits},
-        "last_failure": ({"reason": state.last_failure, "at": state.last_failure_at}
-                         if state.last_failure_at is not None else None),
-        "restarts_by_sdwatch": state.total_restarts,
-        "recent_restarts": list(state.restarts),
-        "restart_pending": state.pending_until is not None,
-        "gave_up": state.gave_up,
-        "gave_up_at": state.gave_up_at,
-        "unmonitored": state.unmonitored,
-        "grace_until": state.grace_until,
-    }
-
-
-def to_persistent(state: UnitState) -> dict[str, Any]:
+def to_persistent(state: UnitState) -> dict[str, object]:
     """Given a unit's state, return what must survive an sdwatch restart, JSON-able."""
     return {"version": PERSISTENT_VERSION, "restarts": list(state.restarts),
             "total_restarts": state.total_restarts, "gave_up": state.gave_up,
@@ -336,7 +299,7 @@ def _start(cfg: UnitConfig, state: UnitState, now: float, reason: str, restart: 
 def _give_up(cfg: UnitConfig, state: UnitState, now: float,
              reason: str) -> tuple[UnitState, list[Do]]:
     limit = cfg.restart_limit
-    out: list[Do] = [Alert("gave_up", f"{cfg.name}: not restarting ({reason}): already "
+    out: list[Do] = [Alert(Event.GAVE_UP, f"{cfg.name}: not restarting ({reason}): already "
                            f"{len(state.restarts)} restarts within {limit.within:g}s; "
                            f"re-arming in {limit.rearm:g}s")]
     state = replace(state, gave_up_at=now)
@@ -355,7 +318,7 @@ def _maybe_rearm(cfg: UnitConfig, state: UnitState, now: float) -> tuple[UnitSta
         return state, []
     unmonitored = state.unmonitored and limit.then is not Then.UNMONITOR
     state = replace(state, gave_up_at=None, restarts=(), unmonitored=unmonitored)
-    out: list[Do] = [Alert("rearmed", f"{cfg.name}: re-armed {limit.rearm:g}s after giving up")]
+    out: list[Do] = [Alert(Event.REARMED, f"{cfg.name}: re-armed {limit.rearm:g}s after giving up")]
     more: list[Do] = []
     if state.pending_until is not None or state.sub_state == "auto-restart":
         pass
@@ -377,7 +340,7 @@ def _react(cfg: UnitConfig, state: UnitState, now: float) -> tuple[UnitState, li
     if state.active_state == "failed":
         reason = f"{cfg.name} failed ({state.result or 'no result'})"
         state = _failed(state, reason, now)
-        out: list[Do] = [Alert("crashed", reason)]
+        out: list[Do] = [Alert(Event.CRASHED, reason)]
         if cfg.action in (Then.RESTART, Then.START) or cfg.keep_running:
             state, more = _start(cfg, state, now, reason,
                                  reset_failed=state.result == "start-limit-hit")
@@ -409,7 +372,7 @@ def _on_probe(cfg: UnitConfig, state: UnitState, obs: ProbeObserved,
             return _put_probe(state, ps), []
         state = _put_probe(state, replace(ps, failing=False))
         return state, [] if _failing(state) else [
-            Alert("recovered", f"{cfg.name}: probe {pc.name} passes again: {obs.reason}")]
+            Alert(Event.RECOVERED, f"{cfg.name}: probe {pc.name} passes again: {obs.reason}")]
     if _in_grace(state, now) or state.active_state not in ("active", ""):
         return _put_probe(state, ps), []
     ps = replace(ps, history=(*ps.history, True)[-window:], successes=0,
@@ -420,7 +383,7 @@ def _on_probe(cfg: UnitConfig, state: UnitState, obs: ProbeObserved,
     state = _put_probe(state, replace(ps, history=(), failing=True))
     reason = (f"probe {pc.name} failed {pc.failures} of the last {window} times: "
               f"{obs.reason}")
-    out: list[Do] = [] if was_failing else [Alert("failing", f"{cfg.name}: {reason}")]
+    out: list[Do] = [] if was_failing else [Alert(Event.FAILING, f"{cfg.name}: {reason}")]
     state, more = _apply(cfg, state, cfg.action, reason, now)
     return state, out + more
 
@@ -440,7 +403,7 @@ def _on_limit(cfg: UnitConfig, state: UnitState, obs: LimitObserved,
     reason = f"{obs.resource} {obs.reason} for {limit.for_cycles} cycles"
     state = _failed(_put_limit(state, replace(ls, over_for=0, tripped=True)), reason, now)
     out: list[Do] = [] if ls.tripped else [
-        Alert("limit", f"{cfg.name}: {reason}; then {limit.then.value}")]
+        Alert(Event.LIMIT, f"{cfg.name}: {reason}; then {limit.then.value}")]
     state, more = _apply(cfg, state, limit.then, reason, now)
     return state, out + more
 
@@ -480,9 +443,9 @@ def _on_finished(cfg: UnitConfig, state: UnitState, obs: ActionFinished,
     if obs.ok:
         if isinstance(action, Stop):
             return state, []
-        return state, [Alert("restarted", f"{cfg.name}: {verb}ed by sdwatch: {action.reason}")]
+        return state, [Alert(Event.RESTARTED, f"{cfg.name}: {verb}ed by sdwatch: {action.reason}")]
     message = f"{cfg.name}: sdwatch could not {verb} it: {obs.error}"
     state = _failed(state, message, now)
     if not isinstance(action, Stop):
         state = replace(state, pending_until=None, grace_until=None)
-    return state, [Alert("failing", message)]
+    return state, [Alert(Event.FAILING, message)]

@@ -4,39 +4,62 @@ These are the commands people type most, so they must start fast: importing type
 click) costs about 50 ms, half of the budget.  ``main.main`` hands a plain status/summary
 command line (units, --all, --json, --config) straight to :func:`run`; anything else,
 ``--help`` included, goes through the typer app in cli.py, whose status and summary
-commands call the same :func:`run`.
+commands call the same :func:`run`.  Both parse the same :data:`OPTIONS`: the flags and
+help of --all, --json and --config are written once, here.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
-EXIT_OK, EXIT_CONFIG, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 2, 3, 4
+from sdwatch import exits
+
+
+class Option(NamedTuple):
+    """A command-line option of status/summary: its flags and help."""
+
+    flags: tuple[str, ...]
+    help: str
+
+
+# run()'s keyword argument -> its option, for plain_args here and the typer commands in cli.py
+OPTIONS = {
+    "all_units": Option(("--all", "-a"), "Show every loaded service."),
+    "as_json": Option(("--json",), "Print JSON (schema sdwatch.status/1)."),
+    "config_path": Option(("--config", "-c"), "Main config file (default "
+                          "/etc/sdwatch/sdwatch.toml, or $SDWATCH_CONFIG)."),
+}
 
 
 def run(units: Sequence[str] = (), all_units: bool = False, as_json: bool = False,
         config_path: str | None = None, summary: bool = False) -> int:
-    """Print the status report (or summary); return the exit status (LSB: 0, 3, 4; 2)."""
+    """Print the status report (or summary); return the exit status (sdwatch.exits: 0 all
+    healthy, 3 some unit not, 4 systemd unreachable, 2 bad config or unit name)."""
     from sdwatch import status
     from sdwatch.config import ConfigError, load
+    from sdwatch.states import unit_name_problem
     from sdwatch.systemd import Systemd, SystemdUnavailable
 
+    problems = [p for p in map(unit_name_problem, units) if p]
+    if problems:  # a usage error, not a unit found unhealthy
+        sys.stderr.write("".join(f"sdwatch: {p}\n" for p in problems))
+        return exits.USAGE
     try:
         cfg = load(config_path)
     except ConfigError as exc:
         sys.stderr.write("".join(f"{m}\n" for m in exc.messages))
-        return EXIT_CONFIG
+        return exits.USAGE
     try:
         sd = Systemd()
     except SystemdUnavailable as exc:
         sys.stderr.write(f"sdwatch: {exc}\n")
-        return EXIT_UNREACHABLE
+        return exits.UNREACHABLE
     try:
         snap = status.collect(sd, cfg, units, all_units)
     except SystemdUnavailable as exc:
         sys.stderr.write(f"sdwatch: {exc}\n")
-        return EXIT_UNREACHABLE
+        return exits.UNREACHABLE
     finally:
         sd.close()
     if summary:
@@ -47,7 +70,7 @@ def run(units: Sequence[str] = (), all_units: bool = False, as_json: bool = Fals
         sys.stdout.write(json.dumps(status.to_json(snap), indent=2) + "\n")
     else:
         sys.stdout.write(status.render_text(snap))
-    return EXIT_OK if snap.healthy else EXIT_UNHEALTHY
+    return exits.OK if snap.healthy else exits.UNHEALTHY
 
 
 def plain_args(argv: Sequence[str]) -> dict | None:
@@ -59,15 +82,16 @@ def plain_args(argv: Sequence[str]) -> dict | None:
     args: dict = {"units": [], "all_units": False, "as_json": False, "config_path": None,
                   "summary": summary}
     rest = list(argv[1:])
+    config = OPTIONS["config_path"].flags
     while rest:
         arg = rest.pop(0)
-        if arg in ("--all", "-a"):
+        if arg in OPTIONS["all_units"].flags:
             args["all_units"] = True
-        elif arg == "--json" and not summary:
+        elif arg in OPTIONS["as_json"].flags and not summary:
             args["as_json"] = True
-        elif arg in ("--config", "-c") and rest and not rest[0].startswith("-"):
+        elif arg in config and rest and not rest[0].startswith("-"):
             args["config_path"] = rest.pop(0)
-        elif arg.startswith("--config=") and len(arg) > len("--config="):
+        elif arg.startswith(f"{config[0]}=") and len(arg) > len(config[0]) + 1:
             args["config_path"] = arg.split("=", 1)[1]
         elif arg.startswith("-"):
             return None  # --help, --, a typo: typer answers those

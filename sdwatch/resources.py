@@ -11,7 +11,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator, Mapping
+
+from sdwatch.states import RESOURCES
+
+if TYPE_CHECKING:
+    from sdwatch.config import Limit
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -26,7 +31,7 @@ class UnitSample:
     cpu_seconds: float
     cpu_from_cgroup: bool  # True when cpu_seconds is systemd's CPUUsageNSec
     tasks: int  # threads of all processes
-    fds: int  # open file descriptors of all processes
+    fds: int | None  # open file descriptors of all processes; None if any is unreadable
     children: int  # processes other than the main one
     taken_at: float  # time.monotonic()
 
@@ -132,7 +137,8 @@ def sample_unit(control_group: str, main_pid: int = 0, cpu_usage_nsec: int | Non
     CPUUsageNSec, given or read from cpu.stat), else from the processes' own times; memory from
     the cgroup's charge, else systemd's MemoryCurrent.
     """
-    rss = tasks = fds = 0
+    rss = tasks = 0
+    fds: int | None = 0
     cpu = 0.0
     alive = []
     for pid in cgroup_pids(control_group):
@@ -143,7 +149,7 @@ def sample_unit(control_group: str, main_pid: int = 0, cpu_usage_nsec: int | Non
         rss += proc.rss
         cpu += proc.cpu_seconds
         tasks += proc.threads
-        fds += proc.fds
+        fds = None if fds is None or proc.fds is None else fds + proc.fds
     memory = cgroup_memory(control_group)
     if memory is None:
         memory = memory_current
@@ -180,7 +186,7 @@ class ProcessSample:
     rss: int
     cpu_seconds: float
     threads: int
-    fds: int
+    fds: int | None  # None: /proc/PID/fd is not ours to read
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -201,7 +207,7 @@ def read_process(pid: int) -> ProcessSample | None:
         try:
             fds = len(os.listdir(f"/proc/{pid}/fd"))
         except PermissionError:
-            fds = 0
+            fds = None  # another user's process, and we are not root: unknown, not 0
     except (FileNotFoundError, ProcessLookupError):
         return None
     if fields[0] == b"Z":
@@ -285,14 +291,14 @@ def _meminfo() -> dict[str, int]:
 class LimitReading:
     """One resource compared with its configured limit."""
 
-    resource: str  # cpu, memory, tasks, fds, children
+    resource: str  # one of states.RESOURCES
     value: float  # in the limit's terms: % of a core (or of all cores), bytes or %, a count
     threshold: float
     over: bool
     reason: str
 
 
-def evaluate(limits: dict[str, Any], sample: UnitSample, cpu: float | None,
+def evaluate(limits: Mapping[str, Limit | None], sample: UnitSample, cpu: float | None,
              memory_total: int, cpus: int) -> list[LimitReading]:
     """Compare a sample with a unit's limits ({resource: config.Limit or None}).
 
@@ -303,7 +309,7 @@ def evaluate(limits: dict[str, Any], sample: UnitSample, cpu: float | None,
     from sdwatch.quantities import format_size
 
     out = []
-    for resource in ("cpu", "memory", "tasks", "fds", "children"):
+    for resource in RESOURCES:
         limit = limits.get(resource)
         if limit is None:
             continue
@@ -322,7 +328,10 @@ def evaluate(limits: dict[str, Any], sample: UnitSample, cpu: float | None,
                 value = float(used)
                 shown, limit_shown = f"memory {format_size(used)}", format_size(limit.value)
         else:
-            value = float(getattr(sample, resource))
+            count = getattr(sample, resource)
+            if count is None:
+                continue  # not measurable (fds of another user's processes): no reading
+            value = float(count)
             shown, limit_shown = f"{resource} {value:.0f}", f"{limit.value:.0f}"
         over = value > limit.value
         out.append(LimitReading(resource, value, limit.value, over,

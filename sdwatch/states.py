@@ -1,4 +1,7 @@
-"""Leaf module: health states and unit-name rules.  Imports nothing of sdwatch."""
+"""Leaf module: health states, alert events, resource names and unit-name rules.
+
+Imports nothing of sdwatch: every other module may name these facts from here.
+"""
 
 from __future__ import annotations
 
@@ -25,18 +28,58 @@ class Health(str, enum.Enum):
         return self in (Health.HEALTHY, Health.STARTING)
 
 
-def health_from_systemd(load_state: str, active_state: str) -> Health:
-    """Given systemd's LoadState and ActiveState, return the health systemd alone implies."""
-    if load_state in ("not-found", "bad-setting", "error", "masked"):
+MISSING_LOAD_STATES = ("not-found", "bad-setting", "error", "masked")
+RUNNING_STATES = ("active", "refreshing")  # ActiveState of a unit that is up
+
+
+def judge_health(active_state: str, sub_state: str = "", load_state: str = "loaded", *,
+                 unmonitored: bool = False, gave_up: bool = False, restarting: bool = False,
+                 in_grace: bool = False, failing: bool = False) -> Health:
+    """Given what is known of a unit, return its health: the one rule, for the daemon (fed
+    by policy.health with its state) and for ``sdwatch status`` without a daemon (systemd's
+    facts alone).  ``restarting``: a (re)start by sdwatch not yet seen through; ``failing``:
+    a probe or limit verdict against it; ``in_grace``: its startup grace, when no verdict
+    counts."""
+    if load_state in MISSING_LOAD_STATES:
         return Health.MISSING
-    return {
-        "active": Health.HEALTHY,
-        "reloading": Health.STARTING,
-        "activating": Health.STARTING,
-        "deactivating": Health.STOPPED,
-        "inactive": Health.STOPPED,
-        "failed": Health.FAILED,
-    }.get(active_state, Health.UNKNOWN)
+    if unmonitored:
+        return Health.UNMONITORED
+    if gave_up:
+        return Health.GAVE_UP
+    if restarting or sub_state == "auto-restart":
+        return Health.STARTING
+    if active_state == "failed":
+        return Health.FAILED
+    if active_state in ("inactive", "deactivating"):
+        return Health.STOPPED
+    if active_state in ("activating", "reloading"):
+        return Health.STARTING
+    if in_grace:
+        return Health.STARTING  # no verdicts in grace: a probe still marked failing waits
+    if failing:
+        return Health.FAILING
+    return Health.HEALTHY if active_state in RUNNING_STATES else Health.UNKNOWN
+
+
+class Event(enum.StrEnum):
+    """What an alert is about: policy's decisions, and "failed" from the OnFailure hook."""
+
+    FAILING = "failing"  # a probe or limit fails, or a systemd call by sdwatch failed
+    RECOVERED = "recovered"
+    RESTARTED = "restarted"  # sdwatch (re)started it
+    GAVE_UP = "gave_up"  # restart limit reached
+    REARMED = "rearmed"
+    LIMIT = "limit"  # a resource limit was exceeded for its cycles
+    CRASHED = "crashed"  # the daemon saw it fail
+    FAILED = "failed"  # OnFailure= hook (sdwatch alert)
+
+
+EVENTS = tuple(e.value for e in Event)
+# events that mean "this unit needs attention" until a "recovered" event
+FAILING_EVENTS = frozenset({Event.FAILING, Event.FAILED, Event.GAVE_UP, Event.CRASHED})
+
+# the resource limits a unit may have, in the order status and config name them
+RESOURCES = ("cpu", "memory", "tasks", "fds", "children")
 
 
 UNIT_TYPES = ("service", "socket", "target", "device", "mount", "automount", "swap", "timer",

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 from sdwatch import __version__
 from sdwatch.config import Config, ProbeConfig
 from sdwatch.quantities import format_duration, format_size
 from sdwatch.resources import SystemSample, UnitSample, average_cpu_percent
-from sdwatch.states import Health, health_from_systemd, unit_name_problem
+from sdwatch.states import Health, judge_health, unit_name_problem
+
+if TYPE_CHECKING:
+    from sdwatch.snapshot import DaemonSnapshot, Failure, LimitView, ProbeView, UnitView
+    from sdwatch.systemd import Systemd, UnitInfo
 
 SCHEMA = "sdwatch.status/1"
+JSON = dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,21 @@ class ProbeStatus:
     interval: float
     timeout: float
     failures: int
-    last: dict[str, Any] | None = None  # the daemon's last result: ok, outcome, reason, ...
-    last_failure: dict[str, Any] | None = None  # reason and at (epoch seconds)
+    last: ProbeView | None = None  # the running daemon's view of it
+
+    @property
+    def last_failure(self) -> Failure | None:
+        """The daemon's last failure of this probe."""
+        return self.last.last_failure if self.last else None
+
+    def to_json(self) -> JSON:
+        last = self.last
+        return {"name": self.name, "kind": self.kind, "target": self.target,
+                "interval": self.interval, "timeout": self.timeout, "failures": self.failures,
+                "last": {"ok": last.ok, "outcome": last.outcome, "reason": last.reason,
+                         "duration": last.duration, "at": last.at}
+                if last and last.at is not None else None,
+                "last_failure": self.last_failure.to_json() if self.last_failure else None}
 
 
 @dataclass(frozen=True)
@@ -63,7 +81,40 @@ class UnitStatus:
     problem: str = ""  # why the unit is not healthy, in a few words
     collected_at: float = 0.0  # seconds since the epoch
     restarts_sdwatch: int | None = None  # None: the daemon is not running
-    last_failure: dict[str, Any] | None = None  # the daemon's: reason, at
+    last_failure: Failure | None = None  # the daemon's
+    limits: tuple[LimitView, ...] = ()  # the daemon's last readings of the unit's limits
+
+    def to_json(self) -> JSON:
+        d: JSON = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["health"] = self.health.value
+        d["probes"] = [p.to_json() for p in self.probes]
+        d["last_failure"] = self.last_failure.to_json() if self.last_failure else None
+        d["limits"] = {lim.resource: lim.to_json() for lim in self.limits}
+        return d
+
+
+@dataclass(frozen=True)
+class DaemonInfo:
+    """Whether ``sdwatch run`` is running, and its snapshot when it is."""
+
+    running: bool | None  # None: cannot be known (its runtime directory is unreadable)
+    path: str  # of its status.json
+    pid: int | None = None
+    status: str = ""
+    updated_at: float | None = None
+    last_pid: int | None = None  # of a daemon that wrote status.json and is gone
+    problem: str = ""  # why running is None
+    snapshot: DaemonSnapshot | None = None
+
+    def to_json(self) -> JSON:
+        d: JSON = {"running": self.running, "path": self.path}
+        if self.running:
+            d.update(pid=self.pid, status=self.status, updated_at=self.updated_at)
+        if self.last_pid is not None:
+            d["last_pid"] = self.last_pid
+        if self.problem:
+            d["problem"] = self.problem
+        return d
 
 
 @dataclass(frozen=True)
@@ -75,7 +126,7 @@ class Snapshot:
     units: tuple[UnitStatus, ...]
     config_files: tuple[str, ...] = ()
     selection: str = ""  # how units were chosen, for the reader
-    daemon: dict[str, Any] = field(default_factory=dict)  # running, pid, status, updated_at
+    daemon: DaemonInfo | None = None
 
     @property
     def healthy(self) -> bool:
@@ -83,7 +134,7 @@ class Snapshot:
         return all(u.health.ok for u in self.units)
 
 
-def select_units(sd: Any, config: Config, names: Sequence[str], all_units: bool) -> tuple[
+def select_units(sd: Systemd, config: Config, names: Sequence[str], all_units: bool) -> tuple[
         list[str], str]:
     """Return the unit names to show and a phrase saying how they were chosen."""
     if names:
@@ -96,7 +147,7 @@ def select_units(sd: Any, config: Config, names: Sequence[str], all_units: bool)
             "active or failed services (no unit configured)")
 
 
-def collect(sd: Any, config: Config, names: Sequence[str] = (), all_units: bool = False,
+def collect(sd: Systemd, config: Config, names: Sequence[str] = (), all_units: bool = False,
             ) -> Snapshot:
     """Ask systemd about the selected units and sample their cgroups; return a Snapshot."""
     from sdwatch import resources
@@ -121,61 +172,52 @@ def collect(sd: Any, config: Config, names: Sequence[str] = (), all_units: bool 
                                                         "activating"):
             sample = resources.sample_unit(info.control_group, info.main_pid, info.cpu_usage_nsec,
                                            info.memory_current)
-        units.append(_with_daemon(_unit_status(info, sample, config), daemon))
+        seen = daemon.snapshot.unit(name) if daemon.snapshot else None
+        units.append(_with_daemon(_unit_status(info, sample, config), seen))
     return Snapshot(generated_at=time.time(), system=resources.sample_system(),
                     units=tuple(units), config_files=config.files, selection=how,
-                    daemon={k: v for k, v in daemon.items() if k != "units"})
+                    daemon=daemon)
 
 
-def read_daemon(runtime_dir: str) -> dict[str, Any]:
-    """Return the running daemon's snapshot (status.json), or {"running": False, ...}."""
+def read_daemon(runtime_dir: str) -> DaemonInfo:
+    """Return whether the daemon that wrote ``runtime_dir``/status.json still runs, with
+    its snapshot when it does."""
     import json
     import os
 
-    path = os.path.join(runtime_dir, "status.json")
     from sdwatch.resources import process_start
 
+    path = os.path.join(runtime_dir, "status.json")
     try:
         with open(path) as f:
             data = json.load(f)
-        pid = int(data["pid"])
-        # the same process that wrote it, not another one that got its PID since
-        started = data.get("pid_start")
-        alive = started is not None and process_start(pid) == started
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"running": False, "path": path}
-    if not alive:
-        return {"running": False, "path": path, "last_pid": pid}
-    return {"running": True, "path": path, "pid": pid, "status": data.get("status", ""),
-            "updated_at": data.get("updated_at"), "units": data.get("units", {})}
+        from sdwatch.snapshot import DaemonSnapshot  # here: its records cost ~5 ms to import
+
+        snap = DaemonSnapshot.from_json(data)
+    except PermissionError:
+        return DaemonInfo(None, path, problem="permission denied")
+    except (OSError, ValueError):  # none, bad JSON, or not a snapshot of this version
+        return DaemonInfo(False, path)
+    # the same process that wrote it, not another one that got its PID since
+    if snap.pid_start is None or process_start(snap.pid) != snap.pid_start:
+        return DaemonInfo(False, path, last_pid=snap.pid)
+    return DaemonInfo(True, path, snap.pid, snap.status, snap.updated_at, snapshot=snap)
 
 
-def _with_daemon(u: UnitStatus, daemon: dict[str, Any]) -> UnitStatus:
+def _with_daemon(u: UnitStatus, seen: UnitView | None) -> UnitStatus:
     """Add what the running daemon knows of a unit: probe results, its verdict, restarts."""
-    seen = daemon.get("units", {}).get(u.name)
-    if not daemon.get("running") or not isinstance(seen, dict):
+    if seen is None:
         return u
-    probes = []
-    for p in u.probes:
-        last = seen.get("probes", {}).get(p.name)
-        if isinstance(last, dict):
-            p = dataclasses.replace(p, last={k: last.get(k) for k in (
-                "ok", "outcome", "reason", "duration", "at")}, last_failure=last.get(
-                "last_failure"))
-        probes.append(p)
+    probes = tuple(dataclasses.replace(p, last=seen.probe(p.name) or p.last)
+                   for p in u.probes)
     health, problem = u.health, u.problem
-    try:
-        verdict = Health(seen.get("health"))
-    except ValueError:
-        verdict = None
     # systemd's view stands for failed/stopped units; the daemon adds failing, gave-up, ...
-    if verdict is not None and u.health.ok and not verdict.ok:
-        health = verdict
-        failure = seen.get("last_failure") or {}
-        problem = failure.get("reason", "") if isinstance(failure, dict) else ""
-    return dataclasses.replace(u, probes=tuple(probes), health=health, problem=problem,
-                               restarts_sdwatch=seen.get("restarts_by_sdwatch"),
-                               last_failure=seen.get("last_failure"))
+    if u.health.ok and not seen.health.ok:
+        health = seen.health
+        problem = seen.last_failure.reason if seen.last_failure else ""
+    return dataclasses.replace(u, probes=probes, health=health, problem=problem,
+                               restarts_sdwatch=seen.restarts_by_sdwatch,
+                               last_failure=seen.last_failure, limits=seen.limits)
 
 
 def _probe_target(probe: ProbeConfig) -> str:
@@ -190,9 +232,9 @@ def _probe_target(probe: ProbeConfig) -> str:
     return ""
 
 
-def _unit_status(info: Any, sample: UnitSample | None, config: Config) -> UnitStatus:
+def _unit_status(info: UnitInfo, sample: UnitSample | None, config: Config) -> UnitStatus:
     now = time.time()
-    health = health_from_systemd(info.load_state, info.active_state)
+    health = judge_health(info.active_state, info.sub_state, info.load_state)
     uptime = None
     if info.active_state == "active" and info.active_enter_timestamp:
         uptime = max(0.0, now - info.active_enter_timestamp / 1e6)
@@ -298,31 +340,41 @@ def _unit_block(u: UnitStatus) -> list[str]:
                                   f"({u.cpu_seconds:.2f}s total)"))
     if u.fds is not None:
         lines.append(_line("open files", str(u.fds)))
+    elif u.processes:
+        lines.append(_line("open files", "unknown (another user's processes: run as root)"))
     for p in u.probes:
         lines.append(_line(f"probe {p.name}", f"{p.kind} {p.target} every "
                                               f"{format_duration(p.interval)}, timeout "
                                               f"{format_duration(p.timeout)}"))
-        if p.last:
-            ms = (p.last.get("duration") or 0) * 1000
-            lines.append(_line("  last result", f"{p.last.get('outcome')} in {ms:.1f}ms: "
-                                                f"{p.last.get('reason')} "
-                                                f"({_ago(p.last.get('at'))})"))
+        if p.last and p.last.at is not None:
+            ms = (p.last.duration or 0) * 1000
+            lines.append(_line("  last result", f"{p.last.outcome} in {ms:.1f}ms: "
+                                                f"{p.last.reason} ({_ago(p.last.at)})"))
         if p.last_failure:
-            lines.append(_line("  last failure", f"{p.last_failure.get('reason')} "
-                                                 f"({_ago(p.last_failure.get('at'))})"))
+            lines.append(_line("  last failure", f"{p.last_failure.reason} "
+                                                 f"({_ago(p.last_failure.at)})"))
+    for lim in u.limits:
+        if lim.at is not None:
+            over = f", over for {lim.over_for} cycles" if lim.over_for else ""
+            lines.append(_line(f"limit {lim.resource}", f"{lim.reason}{over}"
+                                                        f"{' (acted on)' if lim.tripped else ''}"
+                                                        f" ({_ago(lim.at)})"))
     lines.append(_line("data collected", _when(u.collected_at)))
     return lines
 
 
-def _ago(at: Any) -> str:
-    if not isinstance(at, (int, float)):
+def _ago(at: float | None) -> str:
+    if at is None:
         return "at an unknown time"
     return f"{format_duration(max(0.0, time.time() - at))} ago"
 
 
-def _daemon_line(daemon: dict[str, Any]) -> str:
-    if daemon.get("running"):
-        return f"running, pid {daemon.get('pid')}: {daemon.get('status', '')}"
+def _daemon_line(daemon: DaemonInfo | None) -> str:
+    if daemon is not None and daemon.running:
+        return f"running, pid {daemon.pid}: {daemon.status}"
+    if daemon is not None and daemon.running is None:
+        return (f"unknown: {daemon.problem} reading {daemon.path} (run as root, or as a "
+                "member of the group that may read it)")
     return "not running: probes are not being checked (systemctl start sdwatch)"
 
 
@@ -340,7 +392,7 @@ def render_summary(snap: Snapshot) -> str:
     return "\n".join(out) + "\n"
 
 
-def to_json(snap: Snapshot) -> dict[str, Any]:
+def to_json(snap: Snapshot) -> JSON:
     """Return the documented JSON form of a snapshot."""
     return {
         "schema": SCHEMA,
@@ -349,17 +401,10 @@ def to_json(snap: Snapshot) -> dict[str, Any]:
         "selection": snap.selection,
         "config_files": list(snap.config_files),
         "healthy": snap.healthy,
-        "daemon": snap.daemon,
+        "daemon": snap.daemon.to_json() if snap.daemon else {},
         "system": dataclasses.asdict(snap.system),
-        "units": [_unit_json(u) for u in snap.units],
+        "units": [u.to_json() for u in snap.units],
     }
-
-
-def _unit_json(u: UnitStatus) -> dict[str, Any]:
-    d = dataclasses.asdict(u)
-    d["health"] = u.health.value
-    d["probes"] = [dataclasses.asdict(p) for p in u.probes]
-    return d
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:

@@ -31,7 +31,7 @@ from sdwatch.alerting.settings import (
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
-    from sdwatch.alerts import AlertEvent
+    from sdwatch.alerting.event import AlertEvent
 
 
 class DeliveryError(Exception):
@@ -59,7 +59,7 @@ def render_text(event: AlertEvent) -> str:
     return "\n".join(lines) + "\n"
 
 
-def payload(event: AlertEvent, fmt: str, ident: str) -> dict[str, Any]:
+def payload(event: AlertEvent, fmt: str, ident: str) -> dict[str, object]:
     """Return the JSON body of a webhook: sdwatch's own fields, or Slack's ``{"text": ...}``."""
     if fmt == "slack":
         journal = event.details.get("journal") or ()
@@ -133,7 +133,7 @@ async def deliver(channel: Channel, event: AlertEvent, ident: str) -> None:
 
 
 async def _in_thread(job: Callable[[], None]) -> None:
-    from sdwatch.probes.base import in_thread
+    from sdwatch.threads import in_thread
 
     await in_thread(job, lambda: None)  # socket timeouts end the thread soon after
 

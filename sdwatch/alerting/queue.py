@@ -27,7 +27,6 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from sdwatch.state import write_json_atomic
 
@@ -47,13 +46,13 @@ class Entry:
     id: str
     path: str
     channel: str  # Channel.key, e.g. "email:ops"
-    event: dict[str, Any]  # AlertEvent.to_json()
+    event: dict[str, object]  # AlertEvent.to_json()
     created: float
     attempts: int = 0
     next_at: float = 0.0
     last_error: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"schema": "sdwatch.alert/1", "id": self.id, "channel": self.channel,
                 "event": self.event, "created": self.created, "attempts": self.attempts,
                 "next_at": self.next_at, "last_error": self.last_error}
@@ -105,7 +104,7 @@ class Queue:
         finally:
             os.close(fd)
 
-    def add(self, channel: str, event: dict[str, Any], now: float | None = None) -> Entry:
+    def add(self, channel: str, event: dict[str, object], now: float | None = None) -> Entry:
         """Write a new entry for ``channel`` atomically; return it.  Raise OSError."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         now = time.time() if now is None else now

@@ -15,8 +15,8 @@ from typing import Literal, Mapping
 
 from sdwatch.quantities import Duration
 from sdwatch.schema import SpecError
+from sdwatch.states import EVENTS
 
-EVENTS = ("failing", "recovered", "restarted", "gave_up", "rearmed", "limit", "crashed", "failed")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
@@ -206,6 +206,6 @@ def read_secret(ref: str) -> str:
 
     Raise ValueError (naming the file, never its content) if it is missing, empty, or
     readable by group or others."""
-    from sdwatch.probes.mysql import read_password
+    from sdwatch.secretfile import read_password
 
     return read_password(secret_path(ref))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 from sdwatch.probes.base import CheckUnknown
-from sdwatch.probes.mysql import check_password_file, read_password
 from sdwatch.schema import SpecError
+from sdwatch.secretfile import check_password_file, read_password
 
 
 def validate(path: str | None) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import socket
-import stat
 import struct
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Optional
@@ -31,11 +30,12 @@ from sdwatch.probes.base import (
     CheckUnknown,
     Metric,
     ProtocolError,
-    in_thread,
     remaining,
     stage,
 )
 from sdwatch.schema import SpecError
+from sdwatch.secretfile import check_password_file, read_password
+from sdwatch.threads import in_thread
 
 MAX_GREETING = 16 * 1024  # real greetings are ~100 bytes; an HTTP or SSH reply reads as huge
 CLIENT_PLUGIN_AUTH, CLIENT_SECURE_CONNECTION = 0x80000, 0x8000
@@ -109,36 +109,6 @@ def encode_greeting(g: Greeting, scramble: bytes = bytes(range(1, 21))) -> bytes
     if caps & CLIENT_PLUGIN_AUTH:
         body += g.auth_plugin.encode("ascii") + b"\x00"
     return body
-
-
-def check_password_mode(path: str, mode: int) -> None:
-    """Given a password file's path and st_mode, return None if only its owner can read it;
-    raise ValueError naming the file and its mode otherwise."""
-    if mode & 0o044:
-        raise ValueError(f"password file {path} is readable by group or others "
-                         f"(mode {stat.S_IMODE(mode):04o}); chmod 600 {path}")
-
-
-def check_password_file(path: str) -> None:
-    """Given a path, return None if it is a file only its owner can read; raise ValueError."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise ValueError(f"password file {path}: {exc.strerror}") from None
-    check_password_mode(path, mode)
-
-
-def read_password(path: str) -> str:
-    """Given a password file, return its first line; raise ValueError (mode, missing, empty)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            check_password_mode(path, os.fstat(f.fileno()).st_mode)
-            line = f.readline().rstrip("\r\n")
-    except OSError as exc:
-        raise ValueError(f"password file {path}: {exc.strerror}") from None
-    if not line:
-        raise ValueError(f"password file {path} is empty")
-    return line
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ import pytest
 from sdwatch.alerting.channels import DeliveryError, deliver, event_env, payload, render_text
 from sdwatch.alerting.queue import Queue, backoff
 from sdwatch.alerting.settings import EmailChannel, ExecChannel, WebhookChannel, read_secret
-from sdwatch.alerts import Alerter, AlertEvent, AlertSettings, failure_details
+from sdwatch.alerts import Alerter, AlertEvent, AlertSettings
 from sdwatch.config import ConfigError, load
+from sdwatch.evidence import failure_details
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "systemd"))
 from alertrx import HttpReceiver, SmtpReceiver, wait_until  # noqa: E402

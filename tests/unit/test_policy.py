@@ -24,7 +24,6 @@ from sdwatch.policy import (
     Tick,
     UnitState,
     Unmonitor,
-    describe,
     from_persistent,
     health,
     initial,
@@ -410,22 +409,6 @@ def test_health_new_states_are_not_ok() -> None:
 def test_health_unknown_before_systemd_is_observed() -> None:
     cfg = unit()
     assert health(cfg, initial(cfg, 0.0), 5.0) is Health.UNKNOWN
-
-
-def test_describe_is_json_and_complete() -> None:
-    cfg = unit(memory=limit(), grace=30.0)
-    state, _ = run(cfg, [(0, ACTIVE), (40, bad()), (50, over())])
-    data = json.loads(json.dumps(describe(state)))
-    assert data["probes"]["p"] == {"ok": False, "reason": "connection refused", "at": 40,
-                                   "failing": False, "consecutive_failures": 1,
-                                   "consecutive_successes": 0, "recent_failures": 1}
-    assert data["limits"]["memory"]["over_for"] == 1
-    assert data["last_failure"] == {"reason": "probe p: connection refused", "at": 40}
-    assert data["grace_until"] == 30.0
-    assert (data["restarts_by_sdwatch"], data["gave_up"], data["unmonitored"]) == (0, False,
-                                                                                   False)
-    assert data["systemd"] == {"active_state": "active", "sub_state": "running",
-                               "result": "success"}
 
 
 def test_persistent_round_trip() -> None:

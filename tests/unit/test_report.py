@@ -61,6 +61,13 @@ def test_fast_path_answers_as_the_typer_app(args) -> None:
     assert fast.returncode in (2, 4)  # no systemd reachable here: a clear error either way
 
 
+def test_bad_unit_name_is_a_usage_error_on_both_paths() -> None:
+    fast, slow = _run(FAST, "status", "bad name"), _run(TYPER, "status", "bad name")
+    assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout,
+                                                           slow.stderr)
+    assert fast.returncode == 2 and "'bad name' is not a valid unit name" in fast.stderr
+
+
 def test_fast_path_does_not_import_typer() -> None:
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "sdwatch", "status"],
                        capture_output=True, text=True, timeout=60,

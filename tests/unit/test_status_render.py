@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+
+import pytest
 
 from sdwatch import status
 from sdwatch.resources import SystemSample
+from sdwatch.snapshot import DaemonSnapshot, UnitView
 from sdwatch.states import Health
 from sdwatch.status import (
     SCHEMA,
+    DaemonInfo,
     ProbeStatus,
     Snapshot,
     UnitStatus,
@@ -107,6 +113,11 @@ DAEMON_UNITS = {"memcached.service": {
                              "last_failure": {"reason": "timeout after 1s", "at": 2.0}}}}}
 
 
+def seen(units: dict) -> UnitView | None:
+    """The memcached unit's view in a daemon snapshot holding ``units`` (status.json's form)."""
+    return DaemonSnapshot.from_json({"pid": 1, "units": units}).unit("memcached.service")
+
+
 def test_read_daemon_needs_a_live_sdwatch_process(tmp_path) -> None:
     import os
 
@@ -115,19 +126,19 @@ def test_read_daemon_needs_a_live_sdwatch_process(tmp_path) -> None:
     me = os.getpid()
     (tmp_path / "status.json").write_text(json.dumps({"pid": me, "pid_start": 1, "units": {}}))
     # this process is alive but started at another time: a stale file from a reused pid
-    assert status.read_daemon(str(tmp_path))["running"] is False
+    assert status.read_daemon(str(tmp_path)).running is False
     (tmp_path / "status.json").write_text(json.dumps({"pid": me, "pid_start": process_start(me),
                                                       "status": "ok", "units": {}}))
-    assert status.read_daemon(str(tmp_path))["running"] is True
+    assert status.read_daemon(str(tmp_path)).running is True
 
 
 def test_daemon_snapshot_adds_probe_results_and_its_verdict() -> None:
-    u = status._with_daemon(unit(), {"running": True, "units": DAEMON_UNITS})
+    u = status._with_daemon(unit(), seen(DAEMON_UNITS))
     assert u.health is Health.FAILING and u.problem == "probe memcached: timeout after 1s"
     assert u.restarts_sdwatch == 3
-    assert u.probes[0].last["outcome"] == "timeout"
+    assert u.probes[0].last.outcome == "timeout"
     text = render_text(Snapshot(generated_at=0.0, system=SYSTEM, units=(u,),
-                                daemon={"running": True, "pid": 42, "status": "x"}))
+                                daemon=DaemonInfo(True, "/run/x", pid=42, status="x")))
     assert "  restarts                      2 by systemd, 3 by sdwatch\n" in text
     assert "    last result                 timeout in 1000.0ms: timeout after 1s (" in text
     assert "  sdwatch daemon                running, pid 42: x\n" in text
@@ -135,12 +146,71 @@ def test_daemon_snapshot_adds_probe_results_and_its_verdict() -> None:
 
 def test_systemd_failure_outranks_the_daemon_verdict() -> None:
     failed = unit(health=Health.FAILED, problem="failed (result: signal)")
-    daemon = {"running": True, "units": {"memcached.service": {"health": "failing"}}}
+    daemon = seen({"memcached.service": {"health": "failing"}})
     assert status._with_daemon(failed, daemon).health is Health.FAILED
 
 
 def test_no_daemon_says_so(tmp_path) -> None:
-    assert status.read_daemon(str(tmp_path)) == {"running": False,
-                                                 "path": f"{tmp_path}/status.json"}
+    assert status.read_daemon(str(tmp_path)).to_json() == {"running": False,
+                                                           "path": f"{tmp_path}/status.json"}
     text = render_text(snap(unit()))
     assert "sdwatch daemon                not running: probes are not being checked" in text
+
+
+def as_nobody(code: str) -> str:
+    """Run python ``code`` as user nobody (this test runs as root) or as this non-root user;
+    return its output."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv to drop root")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    repo = str(pathlib.Path(__file__).resolve().parents[2])
+    r = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "PYTHONPATH": repo}, check=True)
+    return r.stdout
+
+
+def test_unreadable_runtime_dir_is_unknown_not_not_running(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    (run / "status.json").write_text("{}")
+    if os.geteuid() != 0:
+        run.chmod(0o000)
+    out = as_nobody("from sdwatch import status; import json; "
+                    f"print(json.dumps(status.read_daemon({str(run)!r}).to_json()))")
+    assert json.loads(out) == {"running": None, "path": f"{run}/status.json",
+                               "problem": "permission denied"}
+    text = render_text(Snapshot(generated_at=0.0, system=SYSTEM, units=(),
+                                daemon=status.DaemonInfo(None, f"{run}/status.json",
+                                                         problem="permission denied")))
+    assert "  sdwatch daemon                unknown: permission denied reading" in text
+
+
+def test_open_files_of_another_users_processes_are_unknown_not_zero() -> None:
+    import os
+
+    out = as_nobody(f"from sdwatch.resources import read_process; "
+                    f"print(read_process({os.getpid() if os.geteuid() == 0 else 1}).fds)")
+    assert out.strip() == "None"
+    text = render_text(snap(unit(fds=None)))
+    assert "  open files                    unknown (" in text
+
+
+def test_the_daemons_limit_readings_are_shown() -> None:
+    view = seen({"memcached.service": {"health": "healthy", "limits": {"memory": {
+        "value": 3e9, "over": True, "reason": "memory 2.8 GiB above 2.0 GiB", "at": 5.0,
+        "over_for": 2, "tripped": False}}}})
+    u = status._with_daemon(unit(), view)
+    text = render_text(snap(u))
+    assert ("  limit memory                  memory 2.8 GiB above 2.0 GiB, over for 2 cycles ("
+            in text)
+    data = json.loads(json.dumps(to_json(snap(u))))
+    assert data["units"][0]["limits"]["memory"] == {
+        "value": 3e9, "over": True, "reason": "memory 2.8 GiB above 2.0 GiB", "at": 5.0,
+        "over_for": 2, "tripped": False}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from sdwatch import threads
 from sdwatch.probes import REGISTRY, Kind, base
 from sdwatch.probes.base import Outcome, run
 
@@ -29,7 +30,7 @@ async def fake_probe(spec: FakeSpec):
         raise KeyError("oops")
     if spec.action == "thread":
         gate = threading.Event()
-        await base.in_thread(lambda: gate.wait(10), gate.set)
+        await threads.in_thread(lambda: gate.wait(10), gate.set)
     errors = {"connect": base.ConnectError, "protocol": base.ProtocolError,
               "failed": base.CheckFailed, "warning": base.CheckWarning,
               "unknown": base.CheckUnknown}

@@ -15,13 +15,11 @@ from sdwatch.probes.mysql import (
     CLIENT_SECURE_CONNECTION,
     Greeting,
     Spec,
-    check_password_file,
-    check_password_mode,
     encode_greeting,
     parse_greeting,
     parse_packet_header,
-    read_password,
-)
+    )
+from sdwatch.secretfile import check_password_file, check_password_mode, read_password
 
 # SphinxQL (searchd) greeting as the protocol documentation lays it out: protocol 10, version,
 # thread id, 8-byte scramble, filler, capabilities 0x8208 (PROTOCOL_41 | CONNECT_WITH_DB |

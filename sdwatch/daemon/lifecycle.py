@@ -1,0 +1,238 @@
+"""The Supervisor: start, signals, reload (one at a time), ticker and watchdog, and ``observe``,
+the hub where every observation meets policy and its decisions are handed to the actions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Coroutine
+
+from sdwatch import exits, policy
+from sdwatch import state as state_file
+from sdwatch.daemon.actions import Actor
+from sdwatch.daemon.publish import Publisher, status_line
+from sdwatch.daemon.watch import Watcher
+from sdwatch.logs import NOTICE
+from sdwatch.notify import Notifier, watchdog_interval
+from sdwatch.schedule import Schedules
+from sdwatch.states import Health
+from sdwatch.systemd import SystemdUnavailable
+
+if TYPE_CHECKING:
+    from sdwatch.config import Config
+    from sdwatch.snapshot import DaemonSnapshot
+
+log = logging.getLogger("sdwatch")
+TICK = 1.0
+
+
+class Supervisor:
+    """Watches the configured units until stopped; reload with ``reload()``; the current
+    snapshot with ``snapshot()``."""
+
+    def __init__(self, cfg: Config, config_path: str | None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.notify = Notifier()
+        self.schedules = Schedules()
+        self.stopping = asyncio.Event()
+        self.background: set[asyncio.Task] = set()
+        self.watcher = Watcher(self.observe, self.spawn, self.schedules)
+        self.watches = self.watcher.watches
+        self.actor = Actor(self.watcher.bus, self.watches, self.observe, self.spawn)
+        self.publisher = Publisher()
+        self._reloading = asyncio.Lock()
+
+    async def run(self) -> int:
+        """Connect, watch, and serve until SIGTERM/SIGINT; return the exit status."""
+        loop = asyncio.get_running_loop()
+        for sig, handler in ((signal.SIGTERM, self.stopping.set), (signal.SIGINT,
+                             self.stopping.set), (signal.SIGHUP, self._on_sighup)):
+            loop.add_signal_handler(sig, handler)
+        try:
+            await self.watcher.bus.open()
+        except SystemdUnavailable as exc:
+            log.error("%s", exc)
+            return exits.UNREACHABLE
+        self.actor.use(self.cfg)
+        saved = state_file.load(self._state_path)
+        for name, unit in self.cfg.units.items():
+            await self.watcher.add(unit, self.cfg.settings.interval, saved.get(name))
+        if not self.cfg.units:
+            log.info("no units configured: nothing to watch (see %s)",
+                     self.config_path or "/etc/sdwatch/sdwatch.toml")
+        self.spawn(self._ticker(), "ticker")
+        self.spawn(self._watchdog(), "watchdog")
+        self._write_status()
+        self.notify.ready(self._status_line())
+        log.info("watching %d units (%s)", len(self.watches), ", ".join(self.watches) or "none")
+        await self.stopping.wait()
+        self.notify.stopping()
+        log.info("stopping")
+        await self._shutdown()
+        return exits.OK
+
+    async def _shutdown(self) -> None:
+        await self.watcher.stop()
+        for t in list(self.background):
+            t.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        self._save_state()
+        self._write_status()
+        self.actor.close()
+        await self.watcher.bus.close()
+
+    def spawn(self, coro: Coroutine[object, object, object], name: str) -> asyncio.Task:
+        """Run ``coro`` in the background; its exception is logged, never lost."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.background.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("internal error in %s: %r", task.get_name(), task.exception())
+
+    @property
+    def _state_path(self) -> str:
+        return os.path.join(self.cfg.settings.state_dir, "state.json")
+
+    @property
+    def _status_path(self) -> str:
+        return os.path.join(self.cfg.settings.runtime_dir, "status.json")
+
+    def observe(self, name: str, obs: policy.Observation) -> None:
+        """Feed one observation to the unit's policy and execute what it decides."""
+        w = self.watches.get(name)
+        if w is None:
+            return
+        now = time.time()
+        before = policy.health(w.cfg, w.state, now)
+        kept = _persistent_key(w.state)
+        w.state, actions = policy.step(w.cfg, w.state, obs, now)
+        after = policy.health(w.cfg, w.state, now)
+        if log.isEnabledFor(logging.DEBUG) and not isinstance(obs, policy.Tick):
+            log.debug("%s: %s -> %s", name, obs, [type(a).__name__ for a in actions])
+        if after is not before:
+            why = w.state.last_failure if after in (Health.FAILING, Health.FAILED) else ""
+            log.log(NOTICE if after.ok else logging.WARNING, "%s: %s -> %s%s", name,
+                    before.value, after.value, f" ({why})" if why else "")
+            self.notify.status(self._status_line())
+        if _persistent_key(w.state) != kept:
+            self._save_state()
+        if actions:
+            self.spawn(self.actor.execute(name, actions), f"{name}/act")
+        self.publisher.changed(health_changed=after is not before)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.time()
+            for name, w in list(self.watches.items()):
+                if _has_timer(w.state, now):
+                    self.observe(name, policy.Tick())
+            if self.publisher.due(now):
+                self._write_status()
+
+    async def _watchdog(self) -> None:
+        """Ping systemd's watchdog only while every schedule is kept: a stuck loop, or a probe
+        or resource task that stopped running, lets WatchdogSec fire."""
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            overdue = self.schedules.overdue(loop.time(), interval)
+            if overdue:
+                log.error("schedule not kept (%s): not telling the watchdog we are alive",
+                          ", ".join(overdue[:3]))
+            else:
+                self.notify.watchdog()
+            await asyncio.sleep(interval / 2)
+
+    # -- reload -----------------------------------------------------------------------------
+
+    def _on_sighup(self) -> None:
+        self.spawn(self.reload(), "reload")
+
+    async def reload(self) -> bool:
+        """Re-read the config; swap it in if valid, keep the old one otherwise.  Reloads run
+        one at a time: a second SIGHUP waits for the first reload to finish."""
+        async with self._reloading:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
+        from sdwatch import config as config_mod
+
+        self.notify.reloading()
+        try:
+            new = config_mod.load(self.config_path)
+        except config_mod.ConfigError as exc:
+            for message in exc.messages:
+                log.error("reload: %s", message)
+            log.error("reload failed: keeping the configuration in force")
+            self.notify.ready(self._status_line())
+            return False
+        old, self.cfg = self.cfg, new
+        kept = changed = 0
+        for name in list(self.watches):
+            if name not in new.units:
+                await self.watcher.remove(name)
+            elif new.units[name] != old.units.get(name) or new.settings != old.settings:
+                prev = await self.watcher.remove(name)
+                await self.watcher.add(new.units[name], new.settings.interval,
+                                       policy.to_persistent(prev))
+                changed += 1
+            else:
+                kept += 1
+        for name, unit in new.units.items():
+            if name not in self.watches:
+                await self.watcher.add(unit, new.settings.interval,
+                                       state_file.load(self._state_path).get(name))
+        self.actor.use(new)
+        self._save_state()
+        self.publisher.changed(health_changed=True)  # a new snapshot at the next tick
+        log.info("reloaded: %d units (%d unchanged, %d changed)", len(self.watches), kept,
+                 changed)
+        self.notify.ready(self._status_line())
+        return True
+
+    # -- state and snapshot -----------------------------------------------------------------
+
+    def snapshot(self) -> DaemonSnapshot:
+        """Return what the daemon knows now, as written to status.json."""
+        return self.publisher.snapshot(self.watches, self.schedules, self.cfg.files)
+
+    def _status_line(self) -> str:
+        return status_line(self.watches, time.time())
+
+    def _save_state(self) -> None:
+        data = {n: policy.to_persistent(w.state) for n, w in self.watches.items()}
+        try:
+            state_file.save(self._state_path, data)
+        except OSError as exc:
+            log.error("cannot save state to %s: %s", self._state_path, exc)
+
+    def _write_status(self) -> None:
+        self.publisher.write(self._status_path, self.snapshot())
+
+
+def _persistent_key(s: policy.UnitState) -> tuple[object, ...]:
+    """What policy.to_persistent saves, cheap to compare on every observation."""
+    return (s.restarts, s.total_restarts, s.gave_up_at, s.unmonitored)
+
+
+def _has_timer(s: policy.UnitState, now: float) -> bool:
+    """Whether time alone can change the unit's state or health: a pending restart, a
+    re-arm after giving up, or the end of startup grace."""
+    return (s.pending_until is not None or s.gave_up_at is not None
+            or (s.grace_until is not None and now < s.grace_until + 2 * TICK))
+
+
+def main(cfg: Config, config_path: str | None) -> int:
+    """Run the supervisor until stopped; return the process exit status."""
+    return asyncio.run(Supervisor(cfg, config_path).run())

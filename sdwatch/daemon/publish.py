@@ -1,0 +1,86 @@
+"""The daemon's snapshot: built from the watches (sdwatch.snapshot), the one-line status, and
+/run/sdwatch/status.json, rewritten at once when a health changed, else every SNAPSHOT s."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Mapping
+
+from sdwatch import policy, resources
+from sdwatch import state as state_file
+from sdwatch.snapshot import DaemonSnapshot, SchedulerView, build_unit
+
+if TYPE_CHECKING:
+    from sdwatch.daemon.watch import Watch
+    from sdwatch.schedule import Schedules
+    from sdwatch.states import Health
+
+log = logging.getLogger("sdwatch")
+SNAPSHOT = 5.0  # seconds between status.json refreshes when no health changed
+
+
+def health(watches: Mapping[str, Watch], now: float) -> dict[str, Health]:
+    """Return each watched unit's health by policy's rule."""
+    return {n: policy.health(w.cfg, w.state, now) for n, w in watches.items()}
+
+
+def status_line(watches: Mapping[str, Watch], now: float,
+                verdicts: Mapping[str, Health] | None = None) -> str:
+    """Return the one-line STATUS= for systemd: "3 units: 2 healthy, 1 failing (x: why)"."""
+    verdicts = health(watches, now) if verdicts is None else verdicts
+    bad = {n: h for n, h in verdicts.items() if not h.ok}
+    line = f"{len(verdicts)} units: {len(verdicts) - len(bad)} healthy"
+    if bad:
+        first = next(iter(bad))
+        why = watches[first].state.last_failure or bad[first].value
+        line += f", {len(bad)} failing ({first.rsplit('.', 1)[0]}: {why})"
+    return line
+
+
+class Publisher:
+    """Builds the snapshot and keeps status.json fresh."""
+
+    def __init__(self) -> None:
+        self.started_at = time.time()
+        self.pid = os.getpid()
+        self.pid_start = resources.process_start(self.pid)
+        self.dirty = True  # something changed since the last write
+        self.health_changed = False
+        self.next_write = 0.0
+
+    def changed(self, health_changed: bool = False) -> None:
+        """Note that the snapshot changed (at once worth writing if a health changed)."""
+        self.dirty = True
+        self.health_changed = self.health_changed or health_changed
+
+    def due(self, now: float) -> bool:
+        """Whether status.json should be rewritten now: its JSON is most of an idle
+        daemon's CPU, so at once only when a health changed."""
+        return self.health_changed or (self.dirty and now >= self.next_write)
+
+    def snapshot(self, watches: Mapping[str, Watch], schedules: Schedules,
+                 config_files: tuple[str, ...]) -> DaemonSnapshot:
+        """Return what the daemon knows now."""
+        now = time.time()
+        verdicts = health(watches, now)
+        late = schedules.lateness()
+        return DaemonSnapshot(
+            pid=self.pid, pid_start=self.pid_start, started_at=self.started_at,
+            updated_at=now, status=status_line(watches, now, verdicts),
+            units=tuple(build_unit(n, verdicts[n], w.state, w.probes, w.limits)
+                        for n, w in watches.items()),
+            config_files=tuple(config_files),
+            scheduler=SchedulerView(int(late["runs"] or 0), late["late_p50_ms"],
+                                    late["late_p99_ms"]))
+
+    def write(self, path: str, snap: DaemonSnapshot) -> None:
+        """Write ``snap`` to ``path`` atomically; log (not raise) a failure."""
+        try:
+            state_file.write_json_atomic(path, snap.to_json(), durable=False)
+        except OSError as exc:
+            log.error("cannot write %s: %s", path, exc)
+            return
+        self.dirty = self.health_changed = False
+        self.next_write = time.time() + SNAPSHOT
