@@ -7,6 +7,7 @@ the host's copies are byte-for-byte as before.  Only the checkout is shared read
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -15,6 +16,7 @@ import stat
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -68,9 +70,23 @@ def snapshot(top: str) -> dict[str, tuple]:
     return found
 
 
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold SDTEST_LOCK (when set) for the whole test: the snapshots around a run, or two runs
+    that wait for each other; the harness runs inside then take no lock of their own."""
+    if "SDTEST_LOCK" not in os.environ:
+        yield
+        return
+    with open(os.environ["SDTEST_LOCK"], "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def sdtest(name: str, script: str, sdtest_path: Path = SDTEST, **kw) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "SDTEST_LOCK"}
     return subprocess.Popen([str(sdtest_path), "with", name, "/bin/bash", "-c", script],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, **kw)
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -81,10 +97,12 @@ def finish(proc: subprocess.Popen) -> str:
 
 @pytest.mark.skipif(not shutil.which("mariadb"), reason="needs mariadb-server (tests/install-deps)")
 def test_writes_inside_never_reach_the_host() -> None:
-    before = {top: snapshot(top) for top in WATCHED}
-    finish(sdtest("harness-test", WRITES))
+    with exclusive():
+        before = {top: snapshot(top) for top in WATCHED}
+        finish(sdtest("harness-test", WRITES))
+        after = {top: snapshot(top) for top in WATCHED}
     for top in WATCHED:
-        assert snapshot(top) == before[top], f"{top} changed on the host"
+        assert after[top] == before[top], f"{top} changed on the host"
 
 
 def test_the_checkout_is_shared_read_write_and_the_rest_is_not(tmp_path: Path) -> None:
@@ -94,7 +112,8 @@ def test_the_checkout_is_shared_read_write_and_the_rest_is_not(tmp_path: Path) -
                     ignore=shutil.ignore_patterns("__pycache__"))
     outside = tmp_path / "outside"
     outside.write_text("host\n")
-    finish(sdtest("harness-test", f"""
+    with exclusive():
+        finish(sdtest("harness-test", f"""
         set -eux
         test "$(/usr/bin/python3 -c 'import os; print(os.getcwd())')" = {checkout}
         echo inside > {checkout}/report.xml
@@ -122,18 +141,12 @@ def test_two_harnesses_of_one_name_at_once_never_see_each_other() -> None:
             test "$(cat {marker})" = {me}
             """
 
-    # each waits for the other: under SDTEST_LOCK the pair takes the lock once, not each
-    env = {k: v for k, v in os.environ.items() if k != "SDTEST_LOCK"}
-    lock = open(os.environ["SDTEST_LOCK"], "a") if "SDTEST_LOCK" in os.environ else None
     try:
-        if lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        procs = [sdtest("harness-test", writer(me, other), env=env) for me, other in ("ab", "ba")]
-        for proc in procs:
-            finish(proc)
+        with exclusive():
+            procs = [sdtest("harness-test", writer(me, other)) for me, other in ("ab", "ba")]
+            for proc in procs:
+                finish(proc)
     finally:
-        if lock:
-            lock.close()
         for me in "ab":
             Path(f"{ready}-{me}").unlink(missing_ok=True)
     assert not os.path.lexists(marker)
