@@ -189,13 +189,18 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
 
 def _cert_days_left(writer: asyncio.StreamWriter) -> float:
     ssl_object = writer.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-    if not der:
-        raise ProtocolError("server sent no certificate")
-    try:
-        not_after = cert_not_after(der)
-    except ValueError as exc:
-        raise ProtocolError(f"cannot read the certificate: {exc}") from None
+    decoded = ssl_object.getpeercert() if ssl_object else None
+    if decoded and "notAfter" in decoded:  # verified: ssl decoded it already
+        not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(decoded["notAfter"]),
+                                              dt.UTC)
+    else:
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        if not der:
+            raise ProtocolError("server sent no certificate")
+        try:
+            not_after = cert_not_after(der)
+        except ValueError as exc:
+            raise ProtocolError(f"cannot read the certificate: {exc}") from None
     return round((not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400, 2)
 
 
