@@ -78,6 +78,20 @@ def parse_url(url: str) -> Target:
     return Target(address, None, scheme == "https", host, path)
 
 
+def tls_name(host: str) -> str:
+    """Given a Host header value ("example.com:8443", "[::1]:8443", "::1"), return the name
+    the server's certificate must carry ("example.com", "::1"); an IP literal is checked
+    against the certificate's IP addresses.  Never "": asyncio skips the check for it."""
+    bare_ipv6 = host.count(":") > 1 and not host.startswith("[")
+    try:
+        name = host if bare_ipv6 else urllib.parse.urlsplit(f"//{host}").hostname
+    except ValueError:
+        name = None
+    if not name:
+        raise ValueError(f"no host name in {host!r}")
+    return name
+
+
 def find_socket(path: str) -> tuple[str, str]:
     """Given "/run/puma/puma.sock/up", return ("/run/puma/puma.sock", "/up"): the longest
     prefix that is a socket, and the rest as request path; raise ConnectError if none is."""
@@ -125,6 +139,11 @@ class Spec:
             if not sep or not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name.strip()):
                 raise SpecError("headers", f"expected 'Name: regex', got {item!r}")
             _compile("headers", pattern.strip())
+        if self.host is not None and target.tls:
+            try:
+                tls_name(self.host)
+            except ValueError as exc:
+                raise SpecError("host", str(exc)) from None
         if self.cert_expiry is not None and not target.tls:
             raise SpecError("cert_expiry", "needs an https:// URL")
 
@@ -159,8 +178,7 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
                f"User-Agent: sdwatch/{__version__}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
     tls = _tls_context(spec.tls_verify) if target.tls else None
     async with net.connect(address, limit=MAX_HEADER_BYTES, tls=tls,
-                           server_hostname=host.split(":")[0].strip("[]") if tls else None
-                           ) as (reader, writer):
+                           server_hostname=tls_name(host) if tls else None) as (reader, writer):
         metrics: dict[str, Metric] = {}
         if tls:
             metrics["cert_days_left"] = _cert_days_left(writer)

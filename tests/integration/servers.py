@@ -118,13 +118,14 @@ def start_memcached(tmp: Path) -> Iterator[Server]:
         yield Server(proc, port, sock, {"unix_proc": unix_proc})
 
 
-def make_cert(tmp: Path, days: int = 10) -> tuple[Path, Path]:
-    """Return (cert, key) of a fresh self-signed certificate for localhost valid ``days``."""
+def make_cert(tmp: Path, days: int = 10, san: str = "DNS:localhost,IP:127.0.0.1",
+              name: str = "cert", cn: str = "localhost") -> tuple[Path, Path]:
+    """Return (cert, key) of a fresh self-signed certificate for ``san`` valid ``days``."""
     binary = require("openssl", "openssl")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    cert, key = tmp / f"{name}.pem", tmp / f"{name}-key.pem"
     subprocess.run([binary, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", str(days), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                    "-out", str(cert), "-days", str(days), "-subj", f"/CN={cn}",
+                    "-addext", f"subjectAltName={san}"],
                    check=True, capture_output=True, timeout=30)
     return cert, key
 
