@@ -61,6 +61,11 @@ def test_unescape_handles_c_escapes_and_utf8() -> None:
     ("file", {"path": "rel"}, "probe[0].path: must be absolute"),
     ("file", {"path": "/x", "min_size": "2M", "max_size": "1M"}, "probe[0].min_size: is larger"),
     ("memcached", {}, "probe[0].address: give exactly one"),
+    ("mysql", {"socket": "/run/m.sock", "allow_cleartext_password": True},
+     "probe[0].allow_cleartext_password: needs user and password_file"),
+    ("mysql", {"address": "db:3306", "user": "u", "password_file": "/nonexistent",
+               "allow_cleartext_password": True},
+     "probe[0].allow_cleartext_password: only over a unix socket"),
 ])
 def test_spec_errors_name_the_key(kind: str, table: dict, message: str) -> None:
     with pytest.raises(schema.SpecError) as info:
