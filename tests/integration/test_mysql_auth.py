@@ -1,7 +1,7 @@
 """The mysql probe's password against hostile servers (real sockets, TCP on loopback and unix):
 a server that asks for it in clear text, for an old password hash, or for any exchange that
 would reveal it gets nothing beyond the handshake response, unless the probe allows clear
-text over a unix socket."""
+text over a unix socket or verified TLS; a server that strips TLS gets nothing at all."""
 
 from __future__ import annotations
 
@@ -46,15 +46,17 @@ def login(target: dict, password_file: str, **extra: object) -> ProbeResult:
     return asyncio.run(run("mysql", spec, 2.0))
 
 
-def received(directory: Path, behaviour: str, before: set[Path]) -> bytes:
-    """What the one connection made since ``before`` sent to the server (it records it when
-    the connection ends, right after the probe's)."""
+def received(directory: Path, behaviour: str, before: set[Path], inside_tls: bool = False
+             ) -> bytes:
+    """What the one connection made since ``before`` sent to the server in plain text (or
+    inside TLS); the server records it when the connection ends, right after the probe's."""
     deadline = time.monotonic() + 5.0
     while not (new := set(directory.glob(f"{behaviour}.*.in")) - before):
         assert time.monotonic() < deadline, f"{behaviour} recorded no connection"
         time.sleep(0.01)  # polling a condition with a deadline
     assert len(new) == 1, new
-    return new.pop().read_bytes()
+    path = new.pop()
+    return path.with_suffix(".tls").read_bytes() if inside_tls else path.read_bytes()
 
 
 def packets(data: bytes) -> list[bytes]:
@@ -112,3 +114,32 @@ def test_greeting_split_across_writes_on_a_unix_socket(
     result = login({"socket": str(hostile_dir / "mysql_split.sock")}, password[1])
     assert result.ok, result
     assert result.metrics["version"] == "8.0.99-hostile"
+
+
+def test_tls_stripped_from_the_greeting_gets_nothing(
+        hostile_dir: Path, hostile: dict[str, str], password: tuple[str, str]) -> None:
+    before = set(hostile_dir.glob("mysql_auth_no_tls.*.in"))
+    result = login({"address": hostile["mysql_auth_no_tls"]}, password[1], tls=True,
+                   tls_ca=str(hostile_dir / "cert.pem"), allow_cleartext_password=True)
+    assert result.outcome is Outcome.PROTOCOL, result
+    assert result.reason == "server does not offer TLS; refused to log in without it"
+    assert received(hostile_dir, "mysql_auth_no_tls", before) == b""  # not even the user
+
+
+def test_cleartext_allowed_with_tls_goes_inside_tls_only(
+        hostile_dir: Path, hostile: dict[str, str], password: tuple[str, str]) -> None:
+    value, path = password
+    before = set(hostile_dir.glob("mysql_auth_tls_cleartext.*.in"))
+    target = {"address": hostile["mysql_auth_tls_cleartext"]}
+    result = login(target, path, tls=True, tls_ca=str(hostile_dir / "cert.pem"),
+                   allow_cleartext_password=True)
+    assert result.ok, result
+    plain = received(hostile_dir, "mysql_auth_tls_cleartext", before)
+    assert len(packets(plain)) == 1 and value.encode() not in plain  # the SSL request only
+    before = set(hostile_dir.glob("mysql_auth_tls_cleartext.*.in"))
+    login(target, path, tls=True, tls_ca=str(hostile_dir / "cert.pem"),
+          allow_cleartext_password=True)
+    inside = received(hostile_dir, "mysql_auth_tls_cleartext", before, inside_tls=True)
+    assert packets(inside)[1] == value.encode() + b"\0"
+    refused = login(target, path, tls=True, tls_ca=str(hostile_dir / "cert.pem"))
+    assert refused.outcome is Outcome.PROTOCOL and "mysql_clear_password" in refused.reason
