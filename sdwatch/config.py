@@ -200,6 +200,9 @@ def load(path: str | None = None) -> Config:
     errors: list[str] = []
     if explicit and not os.path.exists(explicit):
         raise ConfigError([f"{explicit}: no such file"])
+    main = explicit or DEFAULT_PATH
+    if not files and os.path.isdir(main):  # not "no configuration": a mistake to name
+        raise ConfigError([f"{main}: a directory without sdwatch.toml or conf.d/*.toml"])
     settings_data: dict[str, Any] = {}
     settings_origin: dict[str, str] = {}
     unit_tables: dict[str, tuple[str, Any]] = {}

@@ -2,9 +2,11 @@
 
 ``deliver(channel, event, ident)`` makes one attempt and returns, or raises DeliveryError with
 one line saying why.  Blocking I/O runs in a thread of its own with socket timeouts, inside an
-overall deadline; the exec channel runs its command in a new session and kills the whole
-group when the deadline passes.  Secrets (password, token URL, header values) are read at send
-time and scrubbed from every error text; logs name a webhook by scheme and host only.
+overall deadline that shuts the thread's sockets (a peer that drip-feeds its answer restarts
+every socket timeout, so those alone would not end it); the exec channel runs its command
+in a new session and kills the whole group when the deadline passes.  Secrets (password,
+token URL, header values) are read at send time and scrubbed from every error text; logs
+name a webhook by scheme and host only.
 ``ident`` is the queue entry's id: it is sent along (Message-ID, Idempotency-Key,
 SDWATCH_ALERT_ID) so that a receiver can recognise a repeat.
 """
@@ -15,7 +17,9 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable
@@ -115,13 +119,14 @@ async def deliver(channel: Channel, event: AlertEvent, ident: str) -> None:
         if isinstance(channel, ExecChannel):
             await _exec(channel, event, ident)
             return
+        sockets = _Sockets()
         if isinstance(channel, EmailChannel):
-            job = _email_job(channel, event, ident, secrets)
+            job = _email_job(channel, event, ident, secrets, sockets)
         elif isinstance(channel, WebhookChannel):
-            job = _webhook_job(channel, event, ident, secrets)
+            job = _webhook_job(channel, event, ident, secrets, sockets)
         else:
             raise DeliveryError(f"unknown channel type {type(channel).__name__}")
-        await asyncio.wait_for(_in_thread(job), channel.timeout)
+        await asyncio.wait_for(_in_thread(job, sockets.shut), channel.timeout)
     except DeliveryError as exc:
         raise DeliveryError(_scrub(str(exc), secrets)) from None
     except TimeoutError:
@@ -132,20 +137,50 @@ async def deliver(channel: Channel, event: AlertEvent, ident: str) -> None:
         raise DeliveryError(_scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
 
 
-async def _in_thread(job: Callable[[], None]) -> None:
+async def _in_thread(job: Callable[[], None], interrupt: Callable[[], None]) -> None:
     from sdwatch.threads import in_thread
 
-    await in_thread(job, lambda: None)  # socket timeouts end the thread soon after
+    await in_thread(job, interrupt)
 
 
-def _email_job(ch: EmailChannel, event: AlertEvent, ident: str,
-               secrets: list[str]) -> Callable[[], None]:
+class _Sockets:
+    """The sockets a delivery thread opens, so that the deadline can shut them under it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._shut = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.append(sock)
+            if not self._shut:
+                return
+        self._shutdown(sock)  # opened after the deadline
+
+    def shut(self) -> None:
+        with self._lock:
+            self._shut = True
+            socks = list(self._open)
+        for sock in socks:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # the blocked call returns at once
+        except OSError:
+            pass
+
+
+def _email_job(ch: EmailChannel, event: AlertEvent, ident: str, secrets: list[str],
+               sockets: _Sockets) -> Callable[[], None]:
     password = read_secret(ch.password_file) if ch.password_file else ""
     secrets.append(password)
     msg = _message(ch, event, ident)
     if ch.sendmail:
         return lambda: _sendmail(ch, msg)
-    return lambda: _smtp(ch, msg, password)
+    return lambda: _smtp(ch, msg, password, sockets)
 
 
 def _message(ch: EmailChannel, event: AlertEvent, ident: str) -> EmailMessage:
@@ -164,12 +199,19 @@ def _message(ch: EmailChannel, event: AlertEvent, ident: str) -> EmailMessage:
     return msg
 
 
-def _smtp(ch: EmailChannel, msg: EmailMessage, password: str) -> None:
+def _smtp(ch: EmailChannel, msg: EmailMessage, password: str, sockets: _Sockets) -> None:
     import smtplib
     import ssl
 
+    class SMTP(smtplib.SMTP):
+        # where smtplib opens its socket, before it reads the banner (no public hook)
+        def _get_socket(self, *args: Any) -> socket.socket:
+            sock = super()._get_socket(*args)
+            sockets.add(sock)
+            return sock
+
     host, port = ch.smtp_address()
-    with smtplib.SMTP(host, port, timeout=ch.timeout) as smtp:
+    with SMTP(host, port, timeout=ch.timeout) as smtp:
         smtp.ehlo()
         if ch.starttls:
             if not smtp.has_extn("starttls"):
@@ -192,8 +234,8 @@ def _sendmail(ch: EmailChannel, msg: EmailMessage) -> None:
                             f"{err[-1] if err else 'no message'}")
 
 
-def _webhook_job(ch: WebhookChannel, event: AlertEvent, ident: str,
-                 secrets: list[str]) -> Callable[[], None]:
+def _webhook_job(ch: WebhookChannel, event: AlertEvent, ident: str, secrets: list[str],
+                 sockets: _Sockets) -> Callable[[], None]:
     url = read_secret(ch.url_file) if ch.url_file else ch.url
     headers = dict(ch.headers)
     headers.update({k: read_secret(v) for k, v in ch.header_files.items()})
@@ -206,10 +248,13 @@ def _webhook_job(ch: WebhookChannel, event: AlertEvent, ident: str,
     headers.setdefault("User-Agent", f"sdwatch/{__version__}")
     headers.setdefault("Idempotency-Key", ident)
     body = json.dumps(payload(event, ch.format, ident)).encode()
-    return lambda: _post(url, body, headers, ch.timeout)
+    return lambda: _post(url, body, headers, ch.timeout, sockets)
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float,
+          sockets: _Sockets) -> None:
+    import http.client
+    import ssl
     import urllib.error
     import urllib.request
 
@@ -218,7 +263,23 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Non
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:
             return None
 
-    opener = urllib.request.build_opener(NoRedirect)
+    class Recorded(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()  # before any TLS handshake: HTTPS calls this first
+            sockets.add(self.sock)
+
+    class RecordedTLS(http.client.HTTPSConnection, Recorded):
+        pass
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(Recorded, req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(RecordedTLS, req, context=ssl.create_default_context())
+
+    opener = urllib.request.build_opener(NoRedirect, HTTP, HTTPS)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with opener.open(request, timeout=timeout) as response:

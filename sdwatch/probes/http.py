@@ -1,4 +1,7 @@
-"""http: one HTTP/1.1 request (GET or HEAD, Connection: close) on asyncio streams.
+"""http: one HTTP/1.1 request (GET or HEAD, Connection: close) on asyncio streams, framed and
+parsed by h11 (python3-h11, the sans-IO HTTP/1.1 implementation under httpx).  It costs
+~0.1 ms of CPU per probe more than the parser it replaced (bench/probes: http 0.15 -> 0.25
+ms, still over 2,000 probes/s on one core), which no schedule of health checks feels.
 
 URLs: ``http://host[:port]/path``, ``https://…``, and ``http+unix:///run/puma/puma.sock/up``
 where the socket is the longest prefix of the path that exists and is a socket (the rest is
@@ -18,22 +21,17 @@ import ssl
 import stat
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, Literal, Mapping, NamedTuple, Optional
 
 from sdwatch import __version__
 from sdwatch.probes import net
 from sdwatch.probes.base import CheckFailed, ConnectError, Metric, ProtocolError, stage
-from sdwatch.probes.http_parse import (
-    StatusLine,
-    cert_not_after,
-    describe_ranges,
-    parse_chunk_size,
-    parse_headers,
-    parse_status_line,
-    parse_status_ranges,
-)
+from sdwatch.probes.http_parse import cert_not_after, describe_ranges, parse_status_ranges
 from sdwatch.quantities import Duration, Size, format_duration
 from sdwatch.schema import SpecError
+
+if TYPE_CHECKING:
+    import h11
 
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -76,6 +74,20 @@ def parse_url(url: str) -> Target:
     host = str(address) if port and port != default else (
         f"[{hostname}]" if ":" in hostname else hostname)
     return Target(address, None, scheme == "https", host, path)
+
+
+def tls_name(host: str) -> str:
+    """Given a Host header value ("example.com:8443", "[::1]:8443", "::1"), return the name
+    the server's certificate must carry ("example.com", "::1"); an IP literal is checked
+    against the certificate's IP addresses.  Never "": asyncio skips the check for it."""
+    bare_ipv6 = host.count(":") > 1 and not host.startswith("[")
+    try:
+        name = host if bare_ipv6 else urllib.parse.urlsplit(f"//{host}").hostname
+    except ValueError:
+        name = None
+    if not name:
+        raise ValueError(f"no host name in {host!r}")
+    return name
 
 
 def find_socket(path: str) -> tuple[str, str]:
@@ -125,6 +137,11 @@ class Spec:
             if not sep or not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name.strip()):
                 raise SpecError("headers", f"expected 'Name: regex', got {item!r}")
             _compile("headers", pattern.strip())
+        if self.host is not None and target.tls:
+            try:
+                tls_name(self.host)
+            except ValueError as exc:
+                raise SpecError("host", str(exc)) from None
         if self.cert_expiry is not None and not target.tls:
             raise SpecError("cert_expiry", "needs an https:// URL")
 
@@ -155,26 +172,35 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
         sock, path = (target.unix_path, path) if target.unix_path else find_socket(target.path)
         address = net.Address(sock)
     host = spec.host or target.host
-    request = (f"{spec.method} {path} HTTP/1.1\r\nHost: {host}\r\n"
-               f"User-Agent: sdwatch/{__version__}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+    import h11  # deferred: 22 ms of import that config validation need not pay
+
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+    try:
+        request = conn.send(h11.Request(method=spec.method, target=path, headers=[
+            ("Host", host), ("User-Agent", f"sdwatch/{__version__}"), ("Accept", "*/*"),
+            ("Connection", "close")])) + conn.send(h11.EndOfMessage())
+    except h11.LocalProtocolError as exc:
+        raise ProtocolError(f"cannot send this request: {exc}") from None
     tls = _tls_context(spec.tls_verify) if target.tls else None
     async with net.connect(address, limit=MAX_HEADER_BYTES, tls=tls,
-                           server_hostname=host.split(":")[0].strip("[]") if tls else None
-                           ) as (reader, writer):
+                           server_hostname=tls_name(host) if tls else None) as (reader, writer):
         metrics: dict[str, Metric] = {}
         if tls:
             metrics["cert_days_left"] = _cert_days_left(writer)
-        writer.write(request.encode("latin-1"))
+        writer.write(request)
         stage("reading status line")
-        status, headers = await _read_head(reader)
-        metrics.update(status=status.code, version=status.version)
-        if not any(low <= status.code <= high for low, high in spec.ranges):
-            raise CheckFailed(f"HTTP {status.code} (expected {describe_ranges(spec.ranges)})",
-                              metrics)
+        response = await _read_head(reader, conn)
+        metrics.update(status=response.status_code,
+                       version=response.http_version.decode("ascii", "replace"))
+        if not any(low <= response.status_code <= high for low, high in spec.ranges):
+            raise CheckFailed(f"HTTP {response.status_code} "
+                              f"(expected {describe_ranges(spec.ranges)})", metrics)
+        headers = [(name.decode("ascii"), value.decode("latin-1"))
+                   for name, value in response.headers]  # h11 lower-cases the names
         _check_headers(spec.headers, headers, metrics)
         if spec.body is not None:
             stage("reading body")
-            data = await _read_body(reader, headers, status.code, spec.body_bytes)
+            data = await _read_body(reader, conn, spec.body_bytes)
             metrics["bytes"] = len(data)
             text = data.decode("utf-8", "replace")
             if not re.search(spec.body, text):
@@ -189,43 +215,73 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
 
 def _cert_days_left(writer: asyncio.StreamWriter) -> float:
     ssl_object = writer.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-    if not der:
-        raise ProtocolError("server sent no certificate")
-    try:
-        not_after = cert_not_after(der)
-    except ValueError as exc:
-        raise ProtocolError(f"cannot read the certificate: {exc}") from None
+    decoded = ssl_object.getpeercert() if ssl_object else None
+    if decoded and "notAfter" in decoded:  # verified: ssl decoded it already
+        not_after = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(decoded["notAfter"]),
+                                              dt.UTC)
+    else:
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        if not der:
+            raise ProtocolError("server sent no certificate")
+        try:
+            not_after = cert_not_after(der)
+        except ValueError as exc:
+            raise ProtocolError(f"cannot read the certificate: {exc}") from None
     return round((not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400, 2)
 
 
-async def _readline(reader: asyncio.StreamReader, what: str) -> bytes:
-    try:
-        return await reader.readuntil(b"\n")
-    except asyncio.LimitOverrunError:
-        raise ProtocolError(f"{what} exceeds {MAX_HEADER_BYTES} bytes") from None
-    except asyncio.IncompleteReadError as exc:
-        raise ProtocolError(f"connection closed in {what}" + (
-            f" after {exc.partial[:40]!r}" if exc.partial else "")) from None
-    except ConnectionError as exc:
-        raise ProtocolError(f"connection lost in {what}: {net.describe_oserror(exc)}") from None
+async def _read_head(reader: asyncio.StreamReader, conn: h11.Connection) -> h11.Response:
+    """Return the final response head, skipping interim 1xx responses."""
+    import h11
 
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[StatusLine, list[tuple[str, str]]]:
-    """Read the status line and headers, skipping interim 1xx responses."""
+    prefix = await net.read_exactly(reader, 5, "in status line")
+    if prefix != b"HTTP/":  # fail fast on another protocol instead of waiting for a head
+        raise ProtocolError(f"not an HTTP status line: {prefix!r}")
+    conn.receive_data(prefix)
+    stage("reading headers")
     while True:
-        prefix = await net.read_exactly(reader, 5, "in status line")
-        if prefix != b"HTTP/":  # fail fast on another protocol instead of waiting for a line
-            raise ProtocolError(f"not an HTTP status line: {prefix!r}")
-        status = parse_status_line(prefix + await _readline(reader, "status line"))
-        stage("reading headers")
-        block, total = b"", 0
-        while (line := await _readline(reader, "headers")) not in (b"\r\n", b"\n"):
-            block, total = block + line, total + len(line)
-            if total > MAX_HEADER_BYTES:
-                raise ProtocolError(f"headers exceed {MAX_HEADER_BYTES} bytes")
-        if not 100 <= status.code < 200 or status.code == 101:
-            return status, parse_headers(block)
+        event = await _next_event(reader, conn, "headers")
+        if isinstance(event, h11.Response):
+            return event
+
+
+async def _read_body(reader: asyncio.StreamReader, conn: h11.Connection, cap: int) -> bytes:
+    """Return the first ``cap`` bytes of the body (h11 does the framing: Content-Length,
+    chunked, or up to the end of the connection)."""
+    import h11
+
+    data = bytearray()
+    while len(data) < cap:
+        event = await _next_event(reader, conn, "the body")
+        if isinstance(event, h11.Data):
+            data += event.data
+        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+            break
+    return bytes(data[:cap])
+
+
+async def _next_event(reader: asyncio.StreamReader, conn: h11.Connection, what: str) -> object:
+    """Return h11's next event, reading as much as it needs; raise ProtocolError."""
+    import h11
+
+    closed = False
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == 431:
+                raise ProtocolError(f"headers exceed {MAX_HEADER_BYTES} bytes") from None
+            raise ProtocolError(f"connection closed in {what}" if closed
+                                else f"bad HTTP response: {exc}") from None
+        if event is not h11.NEED_DATA:
+            return event
+        try:
+            data = await reader.read(65536)
+        except ConnectionError as exc:
+            raise ProtocolError(f"connection lost in {what}: {net.describe_oserror(exc)}"
+                                ) from None
+        closed = not data
+        conn.receive_data(data)  # b"": the peer closed
 
 
 def _check_headers(wanted: tuple[str, ...], headers: list[tuple[str, str]],
@@ -239,34 +295,3 @@ def _check_headers(wanted: tuple[str, ...], headers: list[tuple[str, str]],
         if not any(re.search(pattern, v) for v in values):
             raise CheckFailed(f"header {name}: {values[0][:60]!r} does not match /{pattern}/",
                               metrics)
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: list[tuple[str, str]],
-                     code: int, cap: int) -> bytes:
-    """Return the first ``cap`` bytes of the body, framed by chunked, Content-Length or EOF."""
-    if code in (204, 304):
-        return b""
-    fields = dict(headers)
-    if "chunked" in fields.get("transfer-encoding", "").lower():
-        data = b""
-        while len(data) < cap:
-            size = parse_chunk_size(await _readline(reader, "chunk size"))
-            if size == 0:
-                break
-            take = min(size, cap - len(data))
-            data += await net.read_exactly(reader, take, "in a chunk")
-            if take == size:
-                await net.read_exactly(reader, 2, "after a chunk")
-        return data
-    if "content-length" in fields:
-        length = fields["content-length"].strip()
-        if not length.isdigit():
-            raise ProtocolError(f"bad Content-Length {length[:20]!r}")
-        return await net.read_exactly(reader, min(int(length), cap), "in the body")
-    data = b""
-    while len(data) < cap:
-        chunk = await reader.read(cap - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data

@@ -1,68 +1,13 @@
-"""Pure parsers for the http probe: status line, header block, chunk sizes, status ranges,
-and a certificate's notAfter date from DER (so it works even with ``tls_verify = false``).
+"""Pure parsers for the http probe: status ranges, and a certificate's notAfter date from DER
+through python3-cryptography (for ``tls_verify = false``, where Python's ssl does not decode
+the peer's certificate).  HTTP itself is parsed by h11.
 
-Each raises only the error named in its docstring, whatever bytes it is given.
+Each raises only the error named in its docstring, whatever it is given.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from typing import NamedTuple
-
-from sdwatch.probes.base import ProtocolError
-
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) ([0-9]{3})(?: ([^\r\n]*))?\r?\n?")
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-class StatusLine(NamedTuple):
-    version: str  # "1.1"
-    code: int
-    reason: str
-
-
-def parse_status_line(line: bytes) -> StatusLine:
-    """Given "HTTP/1.1 200 OK\\r\\n", return StatusLine("1.1", 200, "OK"); raise ProtocolError."""
-    match = _STATUS_LINE.fullmatch(line)
-    if not match:
-        raise ProtocolError(f"not an HTTP status line: {line[:60]!r}")
-    major, minor, code, reason = match.groups()
-    return StatusLine(f"{major.decode()}.{minor.decode()}", int(code),
-                      (reason or b"").decode("latin-1").strip())
-
-
-def parse_headers(block: bytes) -> list[tuple[str, str]]:
-    """Given the header lines after the status line (without the blank line), return
-    [(lower-case name, value), ...] in order; raise ProtocolError on a malformed line.
-
-    Lines end with CRLF or LF.  Obsolete line folding is rejected, as RFC 9112 allows.
-    """
-    headers: list[tuple[str, str]] = []
-    for line in block.split(b"\n"):
-        line = line[:-1] if line.endswith(b"\r") else line
-        if not line:
-            continue
-        if line[:1] in (b" ", b"\t"):
-            raise ProtocolError(f"folded header line: {line[:60]!r}")
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise ProtocolError(f"malformed header line: {line[:60]!r}")
-        headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
-    return headers
-
-
-def encode_headers(headers: list[tuple[str, str]]) -> bytes:
-    """Given [(name, value)], return the header block parse_headers reads back."""
-    return b"".join(f"{n}: {v}\r\n".encode("latin-1") for n, v in headers)
-
-
-def parse_chunk_size(line: bytes) -> int:
-    """Given a chunk-size line ("1a;ext=x\\r\\n"), return the size; raise ProtocolError."""
-    size = line.split(b";", 1)[0].strip(b" \t\r\n")
-    if not size or len(size) > 16 or not re.fullmatch(rb"[0-9A-Fa-f]+", size):
-        raise ProtocolError(f"bad chunk size line: {line[:40]!r}")
-    return int(size, 16)
 
 
 def parse_status_ranges(text: str) -> tuple[tuple[int, int], ...]:
@@ -84,41 +29,10 @@ def describe_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
     return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
 
 
-def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
-    """Return (tag, content start, content end) of the DER element at ``pos``."""
-    if pos + 2 > len(der):
-        raise ValueError("truncated DER")
-    tag, length = der[pos], der[pos + 1]
-    start = pos + 2
-    if length & 0x80:
-        n = length & 0x7F
-        if not 0 < n <= 4 or start + n > len(der):
-            raise ValueError("bad DER length")
-        length, start = int.from_bytes(der[start:start + n], "big"), start + n
-    if start + length > len(der):
-        raise ValueError("truncated DER")
-    return tag, start, start + length
-
-
 def cert_not_after(der: bytes) -> dt.datetime:
     """Given an X.509 certificate in DER, return its notAfter (UTC); raise ValueError."""
-    tag, start, _ = _tlv(der, 0)
-    tag2, pos, _ = _tlv(der, start)  # tbsCertificate
-    if tag != 0x30 or tag2 != 0x30:
-        raise ValueError("not an X.509 certificate")
-    if der[pos:pos + 1] == b"\xa0":  # explicit version
-        pos = _tlv(der, pos)[2]
-    for expected in (0x02, 0x30, 0x30):  # serialNumber, signature, issuer
-        tag, _, pos = _tlv(der, pos)
-        if tag != expected:
-            raise ValueError("unexpected element in tbsCertificate")
-    tag, pos, _ = _tlv(der, pos)  # validity
-    if tag != 0x30:
-        raise ValueError("no validity in certificate")
-    pos = _tlv(der, pos)[2]  # notBefore
-    tag, start, end = _tlv(der, pos)
-    text = der[start:end].decode("ascii", "replace")
-    formats = {0x17: "%y%m%d%H%M%SZ", 0x18: "%Y%m%d%H%M%SZ"}
-    if tag not in formats:
-        raise ValueError("notAfter is not a time")
-    return dt.datetime.strptime(text, formats[tag]).replace(tzinfo=dt.UTC)
+    from cryptography import x509  # deferred: +47 ms and +7 MiB, only for unverified TLS
+
+    cert = x509.load_der_x509_certificate(der)
+    not_after = getattr(cert, "not_valid_after_utc", None)  # cryptography >= 42
+    return not_after or cert.not_valid_after.replace(tzinfo=dt.UTC)

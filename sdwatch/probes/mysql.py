@@ -14,12 +14,17 @@ loop and hand it to PyMySQL, which then runs in a thread of its own with socket 
 set from the remaining deadline; on timeout the socket is shut down so the thread returns
 at once and is joined.  The password is read at probe time, never stored in the Spec, and
 scrubbed from any error text.  The password file must not be readable by group or others.
+Every packet of the authentication exchange passes an AuthGuard (mysql_auth.py) first, so
+the password is never sent in clear text, nor as an old-style hash, unless allowed.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import select
 import socket
+import ssl
 import struct
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Optional
@@ -33,12 +38,13 @@ from sdwatch.probes.base import (
     remaining,
     stage,
 )
+from sdwatch.probes.mysql_auth import CLIENT_PLUGIN_AUTH, AuthGuard
 from sdwatch.schema import SpecError
 from sdwatch.secretfile import check_password_file, read_password
 from sdwatch.threads import in_thread
 
 MAX_GREETING = 16 * 1024  # real greetings are ~100 bytes; an HTTP or SSH reply reads as huge
-CLIENT_PLUGIN_AUTH, CLIENT_SECURE_CONNECTION = 0x80000, 0x8000
+CLIENT_SECURE_CONNECTION, CLIENT_SSL = 0x8000, 0x800
 
 
 class Greeting(NamedTuple):
@@ -114,7 +120,11 @@ def encode_greeting(g: Greeting, scramble: bytes = bytes(range(1, 21))) -> bytes
 @dataclass(frozen=True)
 class Spec:
     """address: "host[:port]" (port 3306) or "unix:/path"; socket: a unix path instead;
-    user + password_file: log in and COM_PING; query: run it and report its first value.
+    user + password_file: log in and COM_PING; query: run it and report its first value;
+    tls: log in over TLS, verified against the system's CAs or tls_ca (TCP only; a server
+    that does not offer TLS fails the probe before anything is sent);
+    allow_cleartext_password: answer a server that asks for the password itself (PAM,
+    mysql_clear_password, sha256), over a unix socket or TLS only.
     The password itself is never held here, so repr() cannot show it."""
 
     address: Optional[str] = None
@@ -122,6 +132,9 @@ class Spec:
     user: Optional[str] = None
     password_file: Optional[str] = None
     query: Optional[str] = None
+    tls: bool = False
+    tls_ca: Optional[str] = None
+    allow_cleartext_password: bool = False
 
     def __post_init__(self) -> None:
         if (self.address is None) == (self.socket is None):
@@ -135,6 +148,21 @@ class Spec:
                             "user and password_file go together")
         if self.query is not None and self.user is None:
             raise SpecError("query", "needs user and password_file")
+        if self.tls and self.user is None:
+            raise SpecError("tls", "needs user and password_file (TLS protects the login)")
+        if self.tls and self.target.is_unix:
+            raise SpecError("tls", "a unix socket needs no TLS")
+        if self.tls_ca is not None and not self.tls:
+            raise SpecError("tls_ca", "needs tls = true")
+        if self.tls_ca is not None and not os.path.isabs(self.tls_ca):
+            raise SpecError("tls_ca", f"must be absolute, got {self.tls_ca!r}")
+        if self.allow_cleartext_password:
+            if self.user is None:
+                raise SpecError("allow_cleartext_password", "needs user and password_file")
+            if not self.secure_transport:
+                raise SpecError("allow_cleartext_password", "only over a unix socket or with "
+                                "tls = true: on plain TCP whoever holds the port while the "
+                                "server is down gets it")
         if self.password_file is not None and os.path.exists(self.password_file):
             try:  # refused when the config is read (sdwatch validate), not only when used;
                 # a file not there yet fails the probe with its reason, not the whole config
@@ -145,6 +173,11 @@ class Spec:
     @property
     def target(self) -> net.Address:
         return net.parse_address(self.address or f"unix:{self.socket}", default_port=3306)
+
+    @property
+    def secure_transport(self) -> bool:
+        """A unix socket (only root can take over its path) or verified TLS."""
+        return self.tls or self.target.is_unix
 
 
 async def probe(spec: Spec) -> Mapping[str, Metric]:
@@ -169,28 +202,38 @@ async def _connect_socket(address: net.Address) -> socket.socket:
 
 async def _peek_greeting(sock: socket.socket) -> Greeting:
     """Check the greeting without consuming it (PyMySQL reads it next): our parser names an
-    error packet or a wrong protocol better than PyMySQL does, and before any thread starts.
-    SO_RCVLOWAT makes the socket readable only once the bytes we need (or EOF) are there."""
+    error packet or a wrong protocol better than PyMySQL does, and before any thread starts."""
     stage("reading greeting")
-    needed = 4
     try:
-        while True:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, needed)
-            await net.readable(sock.fileno())
-            data = sock.recv(needed, socket.MSG_PEEK)
-            if len(data) < needed:
-                raise ProtocolError("connection closed reading greeting")
-            if needed > 4:
-                return parse_greeting(data[4:])
-            length, _seq = parse_packet_header(data)
-            if not 0 < length <= MAX_GREETING:
-                raise ProtocolError(f"not a MySQL greeting (first packet claims {length} bytes)")
-            needed = 4 + length
+        length, _seq = parse_packet_header(await _peek(sock, 4))
+        if not 0 < length <= MAX_GREETING:
+            raise ProtocolError(f"not a MySQL greeting (first packet claims {length} bytes)")
+        return parse_greeting((await _peek(sock, 4 + length))[4:])
     except OSError as exc:
         raise ProtocolError(f"connection lost reading greeting: {net.describe_oserror(exc)}"
                             ) from None
-    finally:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+
+
+async def _peek(sock: socket.socket, needed: int) -> bytes:
+    """Return the first ``needed`` bytes waiting on a non-blocking socket, left unread; raise
+    ProtocolError if the peer closes first.  Waits on an edge-triggered epoll: every arrival
+    is an event, also on unix sockets, where poll() ignores SO_RCVLOWAT and a socket holding
+    part of the greeting stays readable without a byte more arriving."""
+    with select.epoll(1) as ep:
+        ep.register(sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+        closed = False
+        while True:
+            try:
+                data: bytes | None = sock.recv(needed, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            if data is not None and (len(data) == needed or not data or closed):
+                if len(data) < needed:
+                    raise ProtocolError("connection closed reading greeting")
+                return data
+            await net.readable(ep.fileno())
+            closed = any(events & (select.EPOLLRDHUP | select.EPOLLHUP)
+                         for _fd, events in ep.poll(0))
 
 
 async def _login(spec: Spec) -> Mapping[str, Metric]:
@@ -203,18 +246,26 @@ async def _login(spec: Spec) -> Mapping[str, Metric]:
 
     sock = await _connect_socket(spec.target)
     try:
-        await _peek_greeting(sock)
+        greeting = await _peek_greeting(sock)
+        if spec.tls and not greeting.capabilities & CLIENT_SSL:
+            raise ProtocolError("server does not offer TLS; refused to log in without it")
+        guard = AuthGuard(greeting.auth_plugin, greeting.capabilities,
+                          spec.allow_cleartext_password and spec.secure_transport)
+        tls = _tls_context(spec.tls_ca) if spec.tls else None
         budget = max(remaining(), 0.05) + 1.0  # backstop only; the runner's deadline is first
         sock.setblocking(True)
         sock.settimeout(budget)
 
         def work() -> tuple[str, int, Any]:
-            # Built here, not on the loop: construction is not free.  ssl_disabled: newer
-            # PyMySQL would otherwise load the system CA store (~60 ms) on every attempt.
-            conn = pymysql.connections.Connection(
-                user=spec.user, password=password, defer_connect=True, ssl_disabled=True,
+            # Built here, not on the loop: construction is not free.  ssl_disabled without
+            # tls: newer PyMySQL would otherwise load the system CA store (~60 ms) on every
+            # attempt, and fall back to plain text quietly.
+            conn = _guarded_connection()(
+                host=spec.target.host, ssl=tls, ssl_disabled=tls is None,
+                user=spec.user, password=password, defer_connect=True,
                 connect_timeout=budget, read_timeout=budget, write_timeout=budget,
             )
+            conn.auth_guard = guard
             conn.connect(sock)
             try:
                 conn.ping(reconnect=False)
@@ -240,6 +291,9 @@ async def _login(spec: Spec) -> Mapping[str, Metric]:
         try:
             version, thread_id, row = await in_thread(work, interrupt)
         except pymysql.MySQLError as exc:
+            if isinstance(exc.__context__, ssl.SSLCertVerificationError):
+                raise CheckFailed(f"TLS certificate of {spec.target} rejected: "
+                                  f"{exc.__context__.verify_message}") from None
             raise _mysql_error(exc, password) from None
         except OSError as exc:
             raise ProtocolError(_scrub(f"connection lost: {exc}", password)) from None
@@ -250,6 +304,31 @@ async def _login(spec: Spec) -> Mapping[str, Metric]:
         value = row[0]
         metrics["query_result"] = value if isinstance(value, (int, float, str)) else str(value)
     return metrics
+
+
+@functools.cache
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """One verifying context per CA file for the process: loading a CA store costs ~60 ms."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+@functools.cache
+def _guarded_connection() -> type:
+    """PyMySQL's Connection with every packet the server sends shown to an AuthGuard first,
+    so a refused exchange ends before PyMySQL answers it (with the password or a hash).
+    ``_read_packet`` is where every authentication path of PyMySQL (1.0.2 to 2.2) reads."""
+    import pymysql
+
+    class GuardedConnection(pymysql.connections.Connection):
+        auth_guard: AuthGuard | None = None
+
+        def _read_packet(self, *args: Any, **kwargs: Any) -> Any:
+            packet = super()._read_packet(*args, **kwargs)
+            if self.auth_guard is not None:  # the greeting (0x0a) passes: already checked
+                self.auth_guard.check(packet.get_all_data())
+            return packet
+
+    return GuardedConnection
 
 
 def _scrub(text: str, password: str) -> str:

@@ -50,10 +50,17 @@ def postgresql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Ser
 
 
 @pytest.fixture(scope="session")
-def hostile() -> Iterator[dict[str, str]]:
+def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of the hostile servers' unix sockets (<behaviour>.sock) and of what the
+    mysql_auth_* ones received (<behaviour>.<n>.in)."""
+    return tmp_path_factory.mktemp("hostile")
+
+
+@pytest.fixture(scope="session")
+def hostile(hostile_dir: Path) -> Iterator[dict[str, str]]:
     """Return {behaviour: "127.0.0.1:port"} of the servers in hostile.py (a subprocess)."""
     script = Path(__file__).with_name("hostile.py")
-    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(script), str(hostile_dir)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 10.0)

@@ -118,13 +118,14 @@ def start_memcached(tmp: Path) -> Iterator[Server]:
         yield Server(proc, port, sock, {"unix_proc": unix_proc})
 
 
-def make_cert(tmp: Path, days: int = 10) -> tuple[Path, Path]:
-    """Return (cert, key) of a fresh self-signed certificate for localhost valid ``days``."""
+def make_cert(tmp: Path, days: int = 10, san: str = "DNS:localhost,IP:127.0.0.1",
+              name: str = "cert", cn: str = "localhost") -> tuple[Path, Path]:
+    """Return (cert, key) of a fresh self-signed certificate for ``san`` valid ``days``."""
     binary = require("openssl", "openssl")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    cert, key = tmp / f"{name}.pem", tmp / f"{name}-key.pem"
     subprocess.run([binary, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", str(days), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                    "-out", str(cert), "-days", str(days), "-subj", f"/CN={cn}",
+                    "-addext", f"subjectAltName={san}"],
                    check=True, capture_output=True, timeout=30)
     return cert, key
 
@@ -172,7 +173,8 @@ def start_nginx(tmp: Path) -> Iterator[Server]:
 @contextlib.contextmanager
 def start_mariadb(tmp: Path) -> Iterator[Server]:
     """Run MariaDB with a fresh datadir on 127.0.0.1:<port> and tmp/mysqld.sock, with user
-    ``sdwatch``/MYSQL_PASSWORD created by an init file; extra["password_file"] holds it (0600)."""
+    ``sdwatch``/MYSQL_PASSWORD created by an init file; extra["password_file"] holds it (0600);
+    TLS with the self-signed extra["cert"] (localhost, 127.0.0.1)."""
     install = require("mariadb-install-db", "mariadb-server")
     binary = require("mariadbd", "mariadb-server")
     data, sock, port, log = tmp / "data", str(tmp / "mysqld.sock"), free_port(), tmp / "mysqld.log"
@@ -184,16 +186,17 @@ def start_mariadb(tmp: Path) -> Iterator[Server]:
     init.write_text("".join(
         f"CREATE USER IF NOT EXISTS '{MYSQL_USER}'@'{host}' IDENTIFIED BY '{MYSQL_PASSWORD}';\n"
         for host in ("localhost", "127.0.0.1")))
+    cert, key = make_cert(tmp)
     password_file = tmp / "mysql.pass"
     password_file.write_text(MYSQL_PASSWORD + "\n")
     password_file.chmod(0o600)
     argv = [binary, "--no-defaults", f"--datadir={data}", f"--socket={sock}", f"--port={port}",
             "--bind-address=127.0.0.1", f"--pid-file={tmp}/mysqld.pid", f"--log-error={log}",
             f"--init-file={init}", "--skip-name-resolve", "--innodb-buffer-pool-size=16M",
-            "--max-connections=500", *user]
+            "--max-connections=500", f"--ssl-cert={cert}", f"--ssl-key={key}", *user]
     with _running(argv, log) as proc:
         wait_until(accepts(("127.0.0.1", port), greeting=True), 30, "mariadbd", proc, log)
-        yield Server(proc, port, sock, {"password_file": str(password_file)})
+        yield Server(proc, port, sock, {"password_file": str(password_file), "cert": cert})
 
 
 REDIS_PASSWORD = "r3dis-Pa55word"

@@ -118,6 +118,20 @@ def test_mysql_login_ping_and_query(mariadb: servers.Server) -> None:
         assert result.ok and result.metrics["query_result"] == 42, result
 
 
+def test_mysql_login_over_tls_verifies_the_server(mariadb: servers.Server) -> None:
+    creds = {"user": servers.MYSQL_USER, "password_file": mariadb.extra["password_file"]}
+    cipher = ("SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS "
+              "WHERE VARIABLE_NAME = 'Ssl_cipher'")
+    result = probe("mysql", {"address": mariadb.address, **creds, "tls": True,
+                             "tls_ca": str(mariadb.extra["cert"]), "query": cipher})
+    assert result.ok and result.metrics["query_result"], result  # a cipher: TLS is on
+    plain = probe("mysql", {"address": mariadb.address, **creds, "query": cipher})
+    assert plain.ok and plain.metrics["query_result"] == "", plain
+    untrusted = probe("mysql", {"address": mariadb.address, **creds, "tls": True})
+    assert untrusted.outcome is Outcome.FAILED, untrusted
+    assert untrusted.reason.startswith(f"TLS certificate of {mariadb.address} rejected: self")
+
+
 def test_mysql_bad_password_fails_without_leaking(mariadb: servers.Server, tmp_path) -> None:
     wrong = tmp_path / "wrong.pass"
     wrong.write_text("not-the-password-xyzzy\n")

@@ -86,7 +86,12 @@ def test_zero_config_shows_active_and_failed_services_only(make_unit) -> None:
     assert r.returncode == 2 and "no such file" in r.stderr
     empty = pathlib.Path("/run/sdw-empty-etc")
     empty.mkdir(exist_ok=True)
-    # a directory without sdwatch.toml: no config file at all, the zero-config default
+    (empty / "sdwatch.toml").unlink(missing_ok=True)  # left by an earlier run
+    # a directory without any configuration is a mistake to name, not zero-config
+    r = sdwatch("summary", env={"SDWATCH_CONFIG": str(empty)})
+    assert r.returncode == 2 and "a directory without sdwatch.toml" in r.stderr
+    # only comments, as the packaged file: no unit configured, the zero-config default
+    (empty / "sdwatch.toml").write_text("# [unit.\"nginx.service\"]\n")
     r = sdwatch("summary", env={"SDWATCH_CONFIG": str(empty)})
     names = [line.split()[0] for line in r.stdout.splitlines()[1:]]
     assert running in names and failed in names and stopped not in names

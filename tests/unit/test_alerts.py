@@ -7,10 +7,12 @@ import json
 import logging
 import os
 import pathlib
+import socket
 import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -255,6 +257,58 @@ def test_webhook_error_status_fails_without_leaking_the_token_url(
     with pytest.raises(DeliveryError) as info:
         run(deliver(WebhookChannel(url=f"http://127.0.0.1:1/{SECRET}"), event(), "id-1"))
     assert SECRET not in str(info.value) and "refused" in str(info.value)
+
+
+class DripReceiver:
+    """Accepts one connection, reads until ``wait_for`` (b"" for nothing), then sends
+    ``answer`` one byte every 50 ms; ``sent`` counts the bytes the client took."""
+
+    def __init__(self, answer: bytes, wait_for: bytes = b"") -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.answer, self.wait_for, self.sent = answer, wait_for, 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            data = b""
+            while self.wait_for and self.wait_for not in data and (chunk := conn.recv(4096)):
+                data += chunk
+            try:
+                for byte in self.answer:
+                    conn.sendall(bytes([byte]))
+                    self.sent += 1
+                    time.sleep(0.05)  # the behaviour under test, not synchronisation
+            except OSError:
+                pass  # the client hung up
+
+    def stop(self) -> None:
+        self.listener.close()
+        self.thread.join(30)
+
+
+@pytest.mark.parametrize("kind", ["webhook", "email"])
+def test_drip_fed_answer_ends_at_the_channel_timeout(kind: str) -> None:
+    if kind == "webhook":
+        rx = DripReceiver(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"." * 300 + b"\r\n\r\n",
+                          wait_for=b"\r\n\r\n")
+        ch: WebhookChannel | EmailChannel = WebhookChannel(
+            url=f"http://127.0.0.1:{rx.port}/hook", timeout=0.5)
+    else:
+        rx = DripReceiver(b"220 " + b"." * 300 + b"\r\n")
+        ch = EmailChannel(to=("ops@example.test",), smtp=f"127.0.0.1:{rx.port}",
+                          starttls=False, timeout=0.5)
+    try:
+        with pytest.raises(DeliveryError, match="no answer within 0.5s"):
+            run(deliver(ch, event(), "id-1"))
+        # the delivery thread (in_thread's) has ended
+        assert not [t for t in threading.enumerate() if t.name == "sdwatch-probe"]
+    finally:
+        rx.stop()
+    # cut off by the deadline, not served to the end (300 bytes take 15 s)
+    assert rx.sent < len(rx.answer)
 
 
 @pytest.fixture

@@ -69,3 +69,9 @@ def test_probe_timeout_is_a_duration_as_in_the_config_or_seconds() -> None:
         assert '"reason": "timeout after 300ms waiting for sleep"' in r.stdout
     r = sdwatch("probe", *sleep, "--timeout", "soon")
     assert r.returncode == 2 and r.stderr.startswith("sdwatch: --timeout: invalid duration 'soon'")
+
+
+def test_validate_config_directory_without_config_exits_2(tmp_path: pathlib.Path) -> None:
+    r = sdwatch("validate", "--config", str(tmp_path))
+    assert r.returncode == 2, r
+    assert r.stderr.startswith(f"{tmp_path}: a directory without sdwatch.toml or conf.d/*.toml")

@@ -145,3 +145,22 @@ def test_a_file_without_units_is_zero_config_too(tmp_path: pathlib.Path) -> None
     f.write_text('# all comments, as the packaged example\n[sdwatch]\ninterval = "5s"\n')
     cfg = load(str(f))
     assert cfg.zero_config and cfg.files == (str(f),) and cfg.settings.interval == 5.0
+
+
+def test_directory_holding_a_config_is_read(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.toml").write_text('[unit."a.service"]\n')
+    assert list(load(str(tmp_path)).units) == ["a.service"]
+
+
+def test_config_path_that_is_a_directory_without_config_is_an_error(
+        tmp_path: pathlib.Path, monkeypatch) -> None:
+    (tmp_path / "sdwatch.toml").mkdir()  # e.g. a mkdir -p too many
+    with pytest.raises(ConfigError) as info:
+        load(str(tmp_path / "sdwatch.toml"))
+    assert info.value.messages == [
+        f"{tmp_path}/sdwatch.toml: a directory without sdwatch.toml or conf.d/*.toml"]
+    monkeypatch.setattr("sdwatch.config.DEFAULT_PATH", str(tmp_path / "sdwatch.toml"))
+    monkeypatch.delenv("SDWATCH_CONFIG", raising=False)
+    with pytest.raises(ConfigError):
+        load()

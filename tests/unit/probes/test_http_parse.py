@@ -1,10 +1,10 @@
-"""HTTP status line, headers, chunk sizes, status ranges, certificate notAfter."""
+"""Reading HTTP responses (h11 under the probe's error reasons), status ranges, notAfter."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import shutil
-import string
 import subprocess
 
 import pytest
@@ -12,80 +12,62 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdwatch.probes.base import ProtocolError
-from sdwatch.probes.http_parse import (
-    StatusLine,
-    cert_not_after,
-    describe_ranges,
-    encode_headers,
-    parse_chunk_size,
-    parse_headers,
-    parse_status_line,
-    parse_status_ranges,
-)
-
-TOKEN = st.text(alphabet="!#$%&'*+-.^_`|~0123456789" + string.ascii_letters,
-                min_size=1, max_size=20)
-VALUE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF,
-                                       blacklist_characters="\x7f"), max_size=40)
+from sdwatch.probes.http import MAX_HEADER_BYTES, _read_body, _read_head
+from sdwatch.probes.http_parse import cert_not_after, describe_ranges, parse_status_ranges
 
 
-def test_parse_status_line_reads_version_code_reason() -> None:
-    assert parse_status_line(b"HTTP/1.1 503 Service Unavailable\r\n") == StatusLine(
-        "1.1", 503, "Service Unavailable")
-    assert parse_status_line(b"HTTP/1.0 200\r\n") == StatusLine("1.0", 200, "")
+def read(data: bytes, method: str = "GET", cap: int = 1 << 20):
+    """Feed ``data`` (then EOF) to the probe's h11 reading; return (response, body)."""
+    import h11
+
+    async def main():
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+        conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        conn.send(h11.EndOfMessage())
+        response = await _read_head(reader, conn)
+        return response, await _read_body(reader, conn, cap)
+    return asyncio.run(main())
 
 
-@pytest.mark.parametrize("line", [b"", b"SSH-2.0-OpenSSH\r\n", b"HTTP/1.1 20 OK\r\n",
-                                  b"HTTP/1.1 2000 OK\r\n", b"http/1.1 200 OK\r\n"])
-def test_parse_status_line_rejects_non_http(line: bytes) -> None:
-    with pytest.raises(ProtocolError):
-        parse_status_line(line)
+def test_read_head_gives_version_code_and_lower_case_headers() -> None:
+    response, body = read(b"HTTP/1.0 503 Service Unavailable\r\nX-Health: Red\r\n\r\ndown")
+    assert (response.http_version, response.status_code) == (b"1.0", 503)
+    assert list(response.headers) == [(b"x-health", b"Red")] and body == b"down"
 
 
-@given(st.integers(0, 9), st.integers(0, 9), st.integers(100, 999),
-       st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=30))
-def test_parse_status_line_round_trips(major: int, minor: int, code: int, reason: str) -> None:
-    line = f"HTTP/{major}.{minor} {code} {reason}\r\n".encode("latin-1")
-    assert parse_status_line(line) == StatusLine(f"{major}.{minor}", code, reason.strip())
+def test_read_skips_interim_responses_and_unchunks_the_body() -> None:
+    response, body = read(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    assert response.status_code == 200 and body == b"abcde"
 
 
-@given(st.binary(max_size=200))
-def test_parse_status_line_raises_only_protocol_error(data: bytes) -> None:
-    try:
-        parse_status_line(data)
-    except ProtocolError:
-        pass
+def test_read_body_stops_at_the_cap_and_a_head_response_has_none() -> None:
+    assert read(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", cap=4)[1] == b"0123"
+    assert read(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", method="HEAD")[1] == b""
 
 
-@given(st.lists(st.tuples(TOKEN, VALUE), max_size=10))
-def test_parse_headers_round_trips(headers: list[tuple[str, str]]) -> None:
-    expected = [(n.lower(), v.strip(" \t")) for n, v in headers]
-    assert parse_headers(encode_headers(headers)) == expected
+@pytest.mark.parametrize("data, reason", [
+    (b"SSH-2.0-OpenSSH\r\n", "not an HTTP status line"),
+    (b"HTTP/1.1 20 OK\r\n\r\n", "bad HTTP response"),
+    (b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", "bad HTTP response"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "bad HTTP response"),
+    (b"HTTP/1.1 200 OK\r\nX-A: b\r\n", "connection closed in headers"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc", "connection closed in the body"),
+    (b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"z" * MAX_HEADER_BYTES + b"\r\n",
+     f"headers exceed {MAX_HEADER_BYTES} bytes"),
+])
+def test_read_names_what_is_wrong(data: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        read(data)
 
 
 @given(st.binary(max_size=300))
-def test_parse_headers_raises_only_protocol_error(data: bytes) -> None:
+def test_read_raises_only_protocol_error(data: bytes) -> None:
     try:
-        parse_headers(data)
-    except ProtocolError:
-        pass
-
-
-def test_parse_headers_rejects_folding_and_bad_names() -> None:
-    for block in (b"A: b\r\n continued\r\n", b"Bad Name: x\r\n", b"NoColon\r\n"):
-        with pytest.raises(ProtocolError):
-            parse_headers(block)
-
-
-@given(st.integers(0, 2**63), st.sampled_from(["", ";ext=1", ";a"]))
-def test_parse_chunk_size_round_trips(size: int, ext: str) -> None:
-    assert parse_chunk_size(f"{size:x}{ext}\r\n".encode()) == size
-
-
-@given(st.binary(max_size=40))
-def test_parse_chunk_size_raises_only_protocol_error(data: bytes) -> None:
-    try:
-        assert parse_chunk_size(data) >= 0
+        read(b"HTTP/1.1 " + data)
     except ProtocolError:
         pass
 

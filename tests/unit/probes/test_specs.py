@@ -6,6 +6,7 @@ import pytest
 
 from sdwatch import schema
 from sdwatch.probes import REGISTRY
+from sdwatch.probes.http import tls_name
 from sdwatch.probes.net import Address, parse_address, unescape
 
 
@@ -32,6 +33,14 @@ def test_parse_address_rejects(text: str) -> None:
         parse_address(text)
 
 
+@pytest.mark.parametrize("host, name", [
+    ("example.com", "example.com"), ("example.com:8443", "example.com"),
+    ("[::1]:8443", "::1"), ("[::1]", "::1"), ("::1", "::1"), ("127.0.0.1:443", "127.0.0.1"),
+])
+def test_tls_name_is_what_the_certificate_must_carry(host: str, name: str) -> None:
+    assert tls_name(host) == name
+
+
 def test_unescape_handles_c_escapes_and_utf8() -> None:
     assert unescape(r"PING\r\n\x00é") == b"PING\r\n\x00" + "é".encode()
 
@@ -46,11 +55,17 @@ def test_unescape_handles_c_escapes_and_utf8() -> None:
     ("http", {"url": "http://h/", "headers": "NoColon"}, "probe[0].headers: expected 'Name"),
     ("http", {"url": "http://h/", "cert_expiry": "30d"}, "probe[0].cert_expiry: needs an https"),
     ("http", {"url": "http+unix://relative"}, "probe[0].url: socket path"),
+    ("http", {"url": "https://h/", "host": ":443"}, "probe[0].host: no host name in ':443'"),
     ("exec", {"command": "check_x -w 1"}, "probe[0].command: a string with spaces needs shell"),
     ("exec", {"command": ["a", "b"], "shell": True}, "probe[0].command: with shell = true"),
     ("file", {"path": "rel"}, "probe[0].path: must be absolute"),
     ("file", {"path": "/x", "min_size": "2M", "max_size": "1M"}, "probe[0].min_size: is larger"),
     ("memcached", {}, "probe[0].address: give exactly one"),
+    ("mysql", {"socket": "/run/m.sock", "allow_cleartext_password": True},
+     "probe[0].allow_cleartext_password: needs user and password_file"),
+    ("mysql", {"address": "db:3306", "user": "u", "password_file": "/nonexistent",
+               "allow_cleartext_password": True},
+     "probe[0].allow_cleartext_password: only over a unix socket"),
 ])
 def test_spec_errors_name_the_key(kind: str, table: dict, message: str) -> None:
     with pytest.raises(schema.SpecError) as info:
