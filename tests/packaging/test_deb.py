@@ -36,6 +36,10 @@ ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
        "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
 APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300"]
 MAX_EXPOSURE = 3.0
+# systemd's system unit directories for packages: one directory under merged /usr, two names
+UNIT_DIRS = ("/usr/lib/systemd/system", "/lib/systemd/system")
+# what the package builder writes as the script's first line (Debian 13: "#! /usr/bin/python3")
+SHEBANG = re.compile(r"#! ?/usr/bin/python3\n")
 # memcached answers a binary NOOP (opcode 0x0a) with a 24-byte header, status 0
 NOOP = bytes([0x80, 0x0A]) + bytes(22)
 
@@ -102,6 +106,12 @@ def show(prop: str, unit: str = UNIT) -> str:
 def journal(unit: str = UNIT) -> str:
     return run("journalctl", "-u", unit, "-n", "40", "--no-pager", "-o", "short-monotonic",
                check=False).stdout
+
+
+def dpkg_warnings(r: subprocess.CompletedProcess) -> list[str]:
+    """Return the warnings of an apt-get run ("dpkg: warning: ... not empty so not removed")."""
+    return [line for line in (r.stdout + r.stderr).splitlines()
+            if "warning:" in line.lower() or line.startswith("W: ")]
 
 
 def dpkg_status() -> str:
@@ -185,14 +195,19 @@ def test_package_installs_its_files(package: Path) -> None:
     assert dpkg_status() == "ii"
     files = set(run("dpkg", "-L", "sdwatch").stdout.split())
     tracked = run("git", "-C", str(ROOT), "ls-files", "units", check=False).stdout.split()
-    units = {f"/lib/systemd/system/{Path(u).name}" for u in tracked if u.endswith(".service")}
-    assert units <= files and "/lib/systemd/system/sdwatch.service" in files
+    names = {Path(u).name for u in tracked if u.endswith(".service")}
+    assert "sdwatch.service" in names
+    # every unit in one of systemd's unit directories (whichever name this release's debhelper
+    # uses), and the file systemd loads sdwatch.service from is the packaged one
+    shipped = {Path(f).name: f for f in files if str(Path(f).parent) in UNIT_DIRS}
+    assert names <= shipped.keys(), (names, sorted(files))
+    assert os.path.samefile(show("FragmentPath"), shipped[UNIT])
     assert {"/usr/bin/sdwatch", "/etc/sdwatch/sdwatch.toml",
             "/usr/share/man/man1/sdwatch.1.gz", "/usr/share/man/man5/sdwatch.toml.5.gz",
             "/usr/share/bash-completion/completions/sdwatch"} <= files
     assert "/etc/sdwatch/sdwatch.toml" in run("dpkg-query", "-W", "-f=${Conffiles}",
                                               "sdwatch").stdout
-    assert Path("/usr/bin/sdwatch").read_text().startswith("#!/usr/bin/python3\n")
+    assert SHEBANG.match(Path("/usr/bin/sdwatch").read_text()), "not Debian's python3"
 
 
 def test_service_is_enabled_started_and_ready(package: Path) -> None:
@@ -230,7 +245,7 @@ def test_security_exposure_at_most_3(package: Path, capsys: pytest.CaptureFixtur
         print(f"\n[test-deb] systemd-analyze security sdwatch.service: exposure "
               f"{match.group(1)} (limit {MAX_EXPOSURE})")
     assert float(match.group(1)) <= MAX_EXPOSURE, out
-    verify = run("systemd-analyze", "verify", "/lib/systemd/system/sdwatch.service", check=False)
+    verify = run("systemd-analyze", "verify", show("FragmentPath"), check=False)
     assert [line for line in verify.stderr.splitlines() if "sdwatch" in line] == []
 
 
@@ -306,7 +321,8 @@ def test_sigstopped_memcached_is_restarted(watching_memcached: None) -> None:
 
 
 def test_remove_keeps_configuration_and_state(package: Path) -> None:
-    run(*APT, "remove", "sdwatch", timeout=600)
+    removed = run(*APT, "remove", "sdwatch", timeout=600)
+    assert dpkg_warnings(removed) == []
     assert dpkg_status() == "rc"
     assert show("ActiveState") in ("inactive", "failed")
     assert not Path("/usr/bin/sdwatch").exists()
@@ -316,7 +332,8 @@ def test_remove_keeps_configuration_and_state(package: Path) -> None:
 
 
 def test_purge_leaves_nothing_behind(package: Path) -> None:
-    run(*APT, "purge", "sdwatch", timeout=600)
+    purged = run(*APT, "purge", "sdwatch", timeout=600)
+    assert dpkg_warnings(purged) == []
     assert dpkg_status() in ("", "un")
     assert leftovers() == []
     assert show("LoadState") == "not-found"
