@@ -3,7 +3,8 @@
 Runs with Debian's own python3 and pytest: ``make test-deb`` builds dist/sdwatch_*.deb, boots the
 harness and runs this module inside it.  The tests run in file order and share one
 installation: install, the daemon is up, the CLI works, reload, a SIGSTOPped memcached gets
-restarted, remove, purge.
+restarted, remove, purge.  SDWATCH_DEB=path tests another .deb instead, e.g. one built on the
+other supported Debian release.
 
 The harness sees the host's tree through a throw-away overlay, so installing changes only the
 overlay's dpkg database and /etc; the ``package`` fixture still refuses to run over an existing
@@ -152,8 +153,10 @@ def memcached_answers() -> bool:
 @pytest.fixture(scope="module")
 def package() -> Iterator[Path]:
     """Install dist/sdwatch_*.deb with apt; purge it afterwards whatever happened."""
-    debs = sorted(ROOT.glob("dist/sdwatch_*_all.deb"))
+    given = os.environ.get("SDWATCH_DEB")
+    debs = [Path(given).resolve()] if given else sorted(ROOT.glob("dist/sdwatch_*_all.deb"))
     assert len(debs) == 1, f"expected one dist/sdwatch_*_all.deb (make deb), found {debs}"
+    assert debs[0].is_file(), f"SDWATCH_DEB={given}: no such file"
     if dpkg_status() not in ("", "un") or os.path.lexists("/etc/sdwatch"):
         pytest.fail("sdwatch is installed (or /etc/sdwatch exists) on this machine; the harness "
                     "shares the host's file system, so this test will not install over it. "
