@@ -3,8 +3,8 @@
 Runs with Debian's own python3 and pytest: ``make test-deb`` builds dist/sdwatch_*.deb, boots the
 harness and runs this module inside it.  The tests run in file order and share one
 installation: install, the daemon is up, the CLI works, reload, a SIGSTOPped memcached gets
-restarted, remove, purge.  SDWATCH_DEB=path tests another .deb instead, e.g. one built on the
-other supported Debian release.
+restarted, upgrade, remove, purge.  SDWATCH_DEB=path tests another .deb instead, e.g. one built
+on the other supported Debian release.
 
 The harness sees the host's tree through a throw-away overlay, so installing changes only the
 overlay's dpkg database and /etc; the ``package`` fixture still refuses to run over an existing
@@ -321,6 +321,21 @@ def test_sigstopped_memcached_is_restarted(watching_memcached: None) -> None:
     assert wait_for(restarts_by_sdwatch, "status to count sdwatch's restart", timeout=15) >= 1
     assert show("NRestarts", "memcached.service") == "0"  # systemd did not do it by itself
     assert show("ActiveState") == "active" and show("NRestarts") == "0"  # nor crashed sdwatch
+
+
+def test_upgrade_restarts_the_daemon_and_keeps_configuration(watching_memcached: None,
+                                                             package: Path) -> None:
+    # the same version again runs what an upgrade runs: prerm upgrade, unpack, postinst
+    # configure with the old version, which restarts the service
+    pid = show("MainPID")
+    upgraded = run(*APT, "install", "--reinstall", "--no-install-recommends", str(package),
+                   timeout=600)
+    assert dpkg_warnings(upgraded) == []
+    assert dpkg_status() == "ii"
+    wait_for(lambda: show("ActiveState") == "active" and show("MainPID") not in ("0", pid),
+             "sdwatch.service to run again under a new pid")
+    assert TEST_CONF.exists() and "1 units, 2 probes" in run("/usr/bin/sdwatch", "validate").stdout
+    assert show("UnitFileState") == "enabled"
 
 
 def test_remove_keeps_configuration_and_state(package: Path) -> None:
