@@ -124,3 +124,29 @@ test-deb: deb
 	mkdir -p $(REPORTS)
 	$(SDTEST) with deb /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/packaging \
 	  --junitxml=$(REPORTS)/deb.xml
+
+# --- Debian 13 (tests/release-check) ----------------------------------------------------------
+# trixie: on a pristine Debian 13 root (tests/pristine-check) the README's set-up line, make demo
+# and release-suites; then the .deb built there passes the packaging tests here.  Commit first.
+# release-suites: what that root runs: the systemd suite in its Debian world, make test-deb, and
+# the packaging tests on RELEASE_SHARE/in/*.deb (built here); reports and .deb to RELEASE_SHARE/out.
+.PHONY: trixie release-suites
+trixie:
+	[ -n "$$(ls dist/sdwatch_*_all.deb 2>/dev/null)" ] || $(MAKE) --no-print-directory deb
+	REPORTS=$(REPORTS) tests/release-check trixie
+
+RELEASE_SHARE :=
+release-suites: $(DEB_VENV)/.ok
+	@[ -d "$(RELEASE_SHARE)/in" ] || { echo "release-suites: RELEASE_SHARE=DIR with in/*.deb"; exit 2; }
+	rm -rf $(REPORTS) build/cross && mkdir -p $(REPORTS) build/cross
+	$(SDTEST) with release-systemd $(DEB_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  tests/systemd --junitxml=$(REPORTS)/systemd.xml || true
+	$(MAKE) --no-print-directory test-deb || true
+	cp $(RELEASE_SHARE)/in/sdwatch_*_all.deb build/cross/
+	SDWATCH_DEB="$$(echo build/cross/sdwatch_*_all.deb)" $(SDTEST) with deb-cross \
+	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/packaging/test_deb.py \
+	  --junitxml=$(REPORTS)/deb-cross.xml || true
+	mkdir -p $(RELEASE_SHARE)/out && cp $(REPORTS)/*.xml $(RELEASE_SHARE)/out/
+	cp dist/sdwatch_*_all.deb $(RELEASE_SHARE)/out/ || true
+	@echo; echo "== sdwatch test summary =="
+	@tests/summarize $(REPORTS)/{systemd,deb,deb-cross}.xml

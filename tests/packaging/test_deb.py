@@ -3,7 +3,8 @@
 Runs with Debian's own python3 and pytest: ``make test-deb`` builds dist/sdwatch_*.deb, boots the
 harness and runs this module inside it.  The tests run in file order and share one
 installation: install, the daemon is up, the CLI works, reload, a SIGSTOPped memcached gets
-restarted, remove, purge.
+restarted, upgrade, remove, purge.  SDWATCH_DEB=path tests another .deb instead, e.g. one built
+on the other supported Debian release.
 
 The harness sees the host's tree through a throw-away overlay, so installing changes only the
 overlay's dpkg database and /etc; the ``package`` fixture still refuses to run over an existing
@@ -36,6 +37,10 @@ ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
        "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"}
 APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300"]
 MAX_EXPOSURE = 3.0
+# systemd's system unit directories for packages: one directory under merged /usr, two names
+UNIT_DIRS = ("/usr/lib/systemd/system", "/lib/systemd/system")
+# what the package builder writes as the script's first line (Debian 13: "#! /usr/bin/python3")
+SHEBANG = re.compile(r"#! ?/usr/bin/python3\n")
 # memcached answers a binary NOOP (opcode 0x0a) with a 24-byte header, status 0
 NOOP = bytes([0x80, 0x0A]) + bytes(22)
 
@@ -104,6 +109,12 @@ def journal(unit: str = UNIT) -> str:
                check=False).stdout
 
 
+def dpkg_warnings(r: subprocess.CompletedProcess) -> list[str]:
+    """Return the warnings of an apt-get run ("dpkg: warning: ... not empty so not removed")."""
+    return [line for line in (r.stdout + r.stderr).splitlines()
+            if "warning:" in line.lower() or line.startswith("W: ")]
+
+
 def dpkg_status() -> str:
     """Return dpkg's two-letter status of sdwatch ("ii", "rc", ...) or "" when unknown."""
     r = run("dpkg-query", "-W", "-f=${db:Status-Abbrev}", "sdwatch", check=False)
@@ -142,8 +153,10 @@ def memcached_answers() -> bool:
 @pytest.fixture(scope="module")
 def package() -> Iterator[Path]:
     """Install dist/sdwatch_*.deb with apt; purge it afterwards whatever happened."""
-    debs = sorted(ROOT.glob("dist/sdwatch_*_all.deb"))
+    given = os.environ.get("SDWATCH_DEB")
+    debs = [Path(given).resolve()] if given else sorted(ROOT.glob("dist/sdwatch_*_all.deb"))
     assert len(debs) == 1, f"expected one dist/sdwatch_*_all.deb (make deb), found {debs}"
+    assert debs[0].is_file(), f"SDWATCH_DEB={given}: no such file"
     if dpkg_status() not in ("", "un") or os.path.lexists("/etc/sdwatch"):
         pytest.fail("sdwatch is installed (or /etc/sdwatch exists) on this machine; the harness "
                     "shares the host's file system, so this test will not install over it. "
@@ -185,14 +198,19 @@ def test_package_installs_its_files(package: Path) -> None:
     assert dpkg_status() == "ii"
     files = set(run("dpkg", "-L", "sdwatch").stdout.split())
     tracked = run("git", "-C", str(ROOT), "ls-files", "units", check=False).stdout.split()
-    units = {f"/lib/systemd/system/{Path(u).name}" for u in tracked if u.endswith(".service")}
-    assert units <= files and "/lib/systemd/system/sdwatch.service" in files
+    names = {Path(u).name for u in tracked if u.endswith(".service")}
+    assert "sdwatch.service" in names
+    # every unit in one of systemd's unit directories (whichever name this release's debhelper
+    # uses), and the file systemd loads sdwatch.service from is the packaged one
+    shipped = {Path(f).name: f for f in files if str(Path(f).parent) in UNIT_DIRS}
+    assert names <= shipped.keys(), (names, sorted(files))
+    assert os.path.samefile(show("FragmentPath"), shipped[UNIT])
     assert {"/usr/bin/sdwatch", "/etc/sdwatch/sdwatch.toml",
             "/usr/share/man/man1/sdwatch.1.gz", "/usr/share/man/man5/sdwatch.toml.5.gz",
             "/usr/share/bash-completion/completions/sdwatch"} <= files
     assert "/etc/sdwatch/sdwatch.toml" in run("dpkg-query", "-W", "-f=${Conffiles}",
                                               "sdwatch").stdout
-    assert Path("/usr/bin/sdwatch").read_text().startswith("#!/usr/bin/python3\n")
+    assert SHEBANG.match(Path("/usr/bin/sdwatch").read_text()), "not Debian's python3"
 
 
 def test_service_is_enabled_started_and_ready(package: Path) -> None:
@@ -230,7 +248,7 @@ def test_security_exposure_at_most_3(package: Path, capsys: pytest.CaptureFixtur
         print(f"\n[test-deb] systemd-analyze security sdwatch.service: exposure "
               f"{match.group(1)} (limit {MAX_EXPOSURE})")
     assert float(match.group(1)) <= MAX_EXPOSURE, out
-    verify = run("systemd-analyze", "verify", "/lib/systemd/system/sdwatch.service", check=False)
+    verify = run("systemd-analyze", "verify", show("FragmentPath"), check=False)
     assert [line for line in verify.stderr.splitlines() if "sdwatch" in line] == []
 
 
@@ -305,8 +323,24 @@ def test_sigstopped_memcached_is_restarted(watching_memcached: None) -> None:
     assert show("ActiveState") == "active" and show("NRestarts") == "0"  # nor crashed sdwatch
 
 
+def test_upgrade_restarts_the_daemon_and_keeps_configuration(watching_memcached: None,
+                                                             package: Path) -> None:
+    # the same version again runs what an upgrade runs: prerm upgrade, unpack, postinst
+    # configure with the old version, which restarts the service
+    pid = show("MainPID")
+    upgraded = run(*APT, "install", "--reinstall", "--no-install-recommends", str(package),
+                   timeout=600)
+    assert dpkg_warnings(upgraded) == []
+    assert dpkg_status() == "ii"
+    wait_for(lambda: show("ActiveState") == "active" and show("MainPID") not in ("0", pid),
+             "sdwatch.service to run again under a new pid")
+    assert TEST_CONF.exists() and "1 units, 2 probes" in run("/usr/bin/sdwatch", "validate").stdout
+    assert show("UnitFileState") == "enabled"
+
+
 def test_remove_keeps_configuration_and_state(package: Path) -> None:
-    run(*APT, "remove", "sdwatch", timeout=600)
+    removed = run(*APT, "remove", "sdwatch", timeout=600)
+    assert dpkg_warnings(removed) == []
     assert dpkg_status() == "rc"
     assert show("ActiveState") in ("inactive", "failed")
     assert not Path("/usr/bin/sdwatch").exists()
@@ -316,7 +350,8 @@ def test_remove_keeps_configuration_and_state(package: Path) -> None:
 
 
 def test_purge_leaves_nothing_behind(package: Path) -> None:
-    run(*APT, "purge", "sdwatch", timeout=600)
+    purged = run(*APT, "purge", "sdwatch", timeout=600)
+    assert dpkg_warnings(purged) == []
     assert dpkg_status() in ("", "un")
     assert leftovers() == []
     assert show("LoadState") == "not-found"

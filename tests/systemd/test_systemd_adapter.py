@@ -16,6 +16,10 @@ SLEEPER = "ExecStart=/bin/sleep infinity"
 def test_unit_info_matches_systemctl(sd, make_unit) -> None:
     name = make_unit(SLEEPER)
     wait_for(lambda: show(name, "ActiveState") == "active", what="unit active")
+    # systemd 257 may report TasksCurrent=0 and MemoryCurrent=0 for a few milliseconds after
+    # "active", before its cgroup accounting sees the process: wait for what is compared below
+    wait_for(lambda: "0" not in (show(name, "TasksCurrent"), show(name, "MemoryCurrent")),
+             what="the unit's cgroup accounting to count its process")
     info = sd.unit_info(name)
     assert info.id == name
     assert info.main_pid == int(show(name, "MainPID")) > 0
