@@ -65,7 +65,7 @@ lint-report: $(PYPI_VENV)/.ok
 # every suite runs even when another failed (-k: a venv that does not build skips only the
 # suites that need it); the summary always prints, and fails if a suite failed or never ran.
 # SKIP_SUITES="systemd-v2 ..." leaves suites out, and says so in the summary.
-SUITES := lint-report unit-debian systemd-debian unit-pypi systemd-pypi systemd-v2 test-deb
+SUITES := lint-report unit-debian systemd-debian unit-pypi systemd-pypi systemd-v2 test-deb trixie
 SKIP_SUITES :=
 report.lint-report := lint
 report.unit-debian := debian-unit
@@ -74,6 +74,7 @@ report.unit-pypi := pypi-unit
 report.systemd-pypi := pypi-systemd
 report.systemd-v2 := pypi-systemd-v2
 report.test-deb := deb
+report.trixie := trixie-pristine trixie-systemd trixie-deb trixie-deb-cross deb-from-trixie
 RUN_SUITES = $(filter-out $(SKIP_SUITES),$(SUITES))
 test:
 	rm -rf $(REPORTS)
@@ -81,7 +82,7 @@ test:
 	@echo; echo "== sdwatch test summary =="
 	@command -v python3 >/dev/null || { echo "no python3: nothing ran (see above)"; exit 1; }
 	@$(if $(SKIP_SUITES),echo "  not run (SKIP_SUITES): $(SKIP_SUITES)")
-	@tests/summarize $(foreach s,$(RUN_SUITES),$(REPORTS)/$(report.$(s)).xml)
+	@tests/summarize $(foreach s,$(RUN_SUITES),$(foreach r,$(report.$(s)),$(REPORTS)/$(r).xml))
 
 demo: deps
 	tests/demo
