@@ -160,6 +160,7 @@ class UnitState:
     sub_state: str = ""
     result: str = ""
     grace_until: float | None = None
+    confirmed_at: float | None = None  # when every probe had passed since the unit's start
     pending_until: float | None = None  # a (re)start by sdwatch not yet seen active
     pending_started: bool = False  # ... and systemd has begun starting it (activating)
     restarts: tuple[float, ...] = ()  # times of sdwatch's recent (re)starts
@@ -214,7 +215,8 @@ def to_persistent(state: UnitState) -> dict[str, object]:
     """Given a unit's state, return what must survive an sdwatch restart, JSON-able."""
     return {"version": PERSISTENT_VERSION, "restarts": list(state.restarts),
             "total_restarts": state.total_restarts, "gave_up": state.gave_up,
-            "gave_up_at": state.gave_up_at, "unmonitored": state.unmonitored}
+            "gave_up_at": state.gave_up_at, "unmonitored": state.unmonitored,
+            "confirmed_at": state.confirmed_at}
 
 
 def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
@@ -234,6 +236,9 @@ def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
         state = replace(state, gave_up_at=float(at) if _is_time(at) else now)
     if data.get("unmonitored") is True:
         state = replace(state, unmonitored=True)
+    confirmed = data.get("confirmed_at")
+    if _is_time(confirmed):
+        state = replace(state, confirmed_at=float(confirmed))
     return state
 
 
@@ -281,8 +286,11 @@ def _failed(state: UnitState, reason: str, now: float) -> UnitState:
 
 def _fresh_start(cfg: UnitConfig, state: UnitState, since: float) -> UnitState:
     """Given a unit that was (re)started at ``since``, return it in grace from then with fresh
-    counters; probe verdicts stay until recovered."""
-    return replace(state, grace_until=since + cfg.grace,
+    counters; probe verdicts stay until recovered.  A start already confirmed (every probe
+    passed, seen by an earlier sdwatch) gets no grace."""
+    confirmed = (state.confirmed_at is not None and since <= state.confirmed_at
+                 or not cfg.probes)  # nothing to answer: started when systemd says so
+    return replace(state, grace_until=None if confirmed else since + cfg.grace,
                    probes=tuple(replace(p, history=(), successes=0, failures=0, passed=False)
                                 for p in state.probes),
                    limits=tuple(replace(lim, over_for=0, tripped=False)
@@ -412,7 +420,7 @@ def _on_probe(cfg: UnitConfig, state: UnitState, obs: ProbeObserved,
                      failures=0, passed=True)
         state = _put_probe(state, ps)
         if _in_grace(state, now) and all(_probe(state, p.name).passed for p in cfg.probes):
-            state = replace(state, grace_until=now)  # every probe answered: started
+            state = replace(state, grace_until=now, confirmed_at=now)  # every probe answered
         if not (ps.failing and ps.successes >= pc.recover):
             return state, []
         state = _put_probe(state, replace(ps, failing=False))

@@ -216,6 +216,9 @@ CASES = [
          unit(grace=30.0, probes=(probe(failures=2),)),
          [(0, active_since(-100)), *fails(1, 2), (3, ACTIVE), (4, ok()), *fails(5, 6)],
          [(2, ["failing", "restart"]), (4, ["recovered"]), (6, ["failing", "restart"])]),
+    Case("a_unit_without_probes_has_no_grace", unit(grace=30.0, probes=(),
+                                                    memory=limit(for_cycles=1)),
+         [(0, ACTIVE), (1, over())], [(1, ["limit", "restart"])]),
     Case("startup_key_changes_nothing",
          unit(grace=30.0, probes=(probe("up", startup=True), probe("p", failures=1))),
          [(0, ACTIVE), (5, ok("up")), (6, bad())], []),
@@ -628,6 +631,27 @@ def test_sdwatch_restart_opens_no_window() -> None:
     state = from_persistent(cfg, {"restarts": [], "total_restarts": 3}, 5000.0)
     _, emitted = run(cfg, [(5000, active_since(100)), *fails(5001, 5002)], state)
     assert emitted == [(5002, ["failing", "restart"])]
+
+
+def test_sdwatch_restart_soon_after_a_confirmed_start_opens_no_window() -> None:
+    """Restarted at 100, answering at 101 (seen by the previous sdwatch), sdwatch restarted at
+    110: the start is confirmed, so a hang now is judged at once, not after grace."""
+    cfg = unit(grace=30.0, probes=(probe(failures=2),))
+    state, _ = run(cfg, [(99, active_since(50)), *fails(99.5, 99.8), (100.2, active_since(100)),
+                         (101, ok())])
+    assert state.confirmed_at == 101
+    saved = json.loads(json.dumps(to_persistent(state)))
+    _, emitted = run(cfg, [(110, active_since(100)), *fails(111, 112)],
+                     from_persistent(cfg, saved, 110.0))
+    assert emitted == [(112, ["failing", "restart"])]
+
+
+def test_sdwatch_restart_during_an_unconfirmed_start_keeps_its_grace() -> None:
+    cfg = unit(grace=30.0, probes=(probe(failures=2),))
+    saved = to_persistent(replace(initial(cfg, 0.0), confirmed_at=90.0))
+    _, emitted = run(cfg, [(110, active_since(100)), *fails(111, 112, 129.9, 130, 131)],
+                     from_persistent(cfg, saved, 110.0))
+    assert emitted == [(131, ["failing", "restart"])]
 
 
 def test_exit_by_itself_alert_names_the_result() -> None:
