@@ -87,7 +87,7 @@ class ProbeConfig:
     spec: Any
     window: int = 0  # "failures of the last window"; equal to failures means consecutive
     recover: int = 1  # consecutive successes that make a failing probe pass again
-    startup: bool = False  # passing ends the unit's startup grace early
+    startup: bool = False  # deprecated and ignored: every probe's first pass ends grace
 
 
 @dataclass(frozen=True)
