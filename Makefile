@@ -98,6 +98,7 @@ bench: deps
 	bench/status
 	bench/probes
 	bench/daemon
+	bench/stack
 
 clean:
 	rm -rf .venv build dist *.egg-info .sdtest

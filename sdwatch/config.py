@@ -23,6 +23,9 @@ from sdwatch.states import RESOURCES, unit_name_problem
 
 DEFAULT_PATH = "/etc/sdwatch/sdwatch.toml"
 ENV_VAR = "SDWATCH_CONFIG"
+# How long a restart of a unit that stopped answering may wait for its clean stop before its
+# cgroup is SIGKILLed: above the clean stops of Debian's own units (see sdwatch.toml(5)).
+STOP_BUDGET = 2.0
 
 
 def _positive(key: str, value: float) -> None:
@@ -60,13 +63,15 @@ class Settings:
     interval: Duration = Duration(10.0)  # how often probes and resource checks run
     timeout: Duration = Duration(5.0)  # how long one probe may take
     failures: int = 3  # consecutive failed cycles before acting
-    grace: Duration = Duration(30.0)  # startup grace after every (re)start of a unit
+    grace: Duration = Duration(30.0)  # the longest a (re)start may take to answer every probe
+    stop_budget: Duration = Duration(STOP_BUDGET)  # then SIGKILL a restarted unit's cgroup
     state_dir: str = "/var/lib/sdwatch"
     runtime_dir: str = "/run/sdwatch"
 
     def __post_init__(self) -> None:
         _positive("interval", self.interval)
         _positive("timeout", self.timeout)
+        _positive("stop_budget", self.stop_budget)
         _at_least_one("failures", self.failures)
 
 
@@ -82,7 +87,7 @@ class ProbeConfig:
     spec: Any
     window: int = 0  # "failures of the last window"; equal to failures means consecutive
     recover: int = 1  # consecutive successes that make a failing probe pass again
-    startup: bool = False  # passing ends the unit's startup grace early
+    startup: bool = False  # deprecated and ignored: every probe's first pass ends grace
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,8 @@ class UnitConfig:
     children: Limit | None = None
     restart_limit: RestartLimit = RestartLimit()
     action: Action = Action.RESTART  # what failing probes lead to
-    grace: float = 30.0  # no verdicts for this long after every (re)start
+    grace: float = 30.0  # no verdicts after a (re)start until every probe passed, at most this
+    stop_budget: float = STOP_BUDGET  # a restart of a running unit SIGKILLs it after this long
     keep_running: bool = False  # start the unit when it is found stopped (deliberate stops too)
     kill_first: bool = False  # SIGKILL the whole cgroup before a restart (ExecStop hangs)
 
@@ -170,6 +176,7 @@ class _UnitTable:
     restart_limit: RestartLimit = RestartLimit()
     action: Action = Action.RESTART
     grace: Duration | None = None
+    stop_budget: Duration | None = None
     keep_running: bool = False
     kill_first: bool = False
 
@@ -292,6 +299,8 @@ def _build_unit(name: str, table: Any, settings: Settings) -> UnitConfig:
     if problem:
         raise SpecError(key, problem)
     raw = build(_UnitTable, table, key)
+    if raw.stop_budget is not None and raw.stop_budget <= 0:
+        raise SpecError(join(key, "stop_budget"), "must be greater than zero")
     probes = tuple(_build_probe(p, join(join(key, "probe"), i), settings)
                    for i, p in enumerate(raw.probe))
     names = [p.name for p in probes]
@@ -303,7 +312,9 @@ def _build_unit(name: str, table: Any, settings: Settings) -> UnitConfig:
     return UnitConfig(name=name, probes=probes, restart_limit=raw.restart_limit,
                       action=raw.action, keep_running=raw.keep_running,
                       kill_first=raw.kill_first,
-                      grace=raw.grace if raw.grace is not None else settings.grace, **limits)
+                      grace=raw.grace if raw.grace is not None else settings.grace,
+                      stop_budget=(raw.stop_budget if raw.stop_budget is not None
+                                   else settings.stop_budget), **limits)
 
 
 def _build_probe(data: Any, key: str, settings: Settings) -> ProbeConfig:

@@ -5,6 +5,14 @@ order; ``now`` is wall-clock seconds (``time.time()``).  No I/O, no clock reads,
 ``Do`` is the union of actions (``config.Action`` is the configured reaction, e.g. "restart").
 
 Decisions beyond the plain rules:
+- Startup grace runs from the unit's own start as systemd records it (``SystemdObserved.since``),
+  never from sdwatch's: a unit up longer than its grace is judged from the first probe.  Grace is
+  the longest a start may take: it ends as soon as every probe has passed once since that start.
+- A unit that went inactive or failed with no job queued for it exited by itself, whatever its
+  Result: ``cfg.action`` applies as to a crash.  A stop job (systemctl stop, a dependency,
+  isolate, shutdown) makes it deliberate: left alone unless ``keep_running``.
+- A restart of a unit that is still running (failing probes, a limit) carries the stop budget:
+  the daemon SIGKILLs the cgroup when the stop takes longer.  A crashed unit has nothing to stop.
 - Verdicts are per probe, "failing"/"recovered" alerts per unit (first probe in, last out).  A
   verdict clears the probe's window: still failing ``failures`` more times repeats the reaction
   (no second "failing" alert).  Probe failures count only while systemd says active.
@@ -35,6 +43,7 @@ from sdwatch.states import RESOURCES, Event, Health, judge_health
 
 PENDING_TIMEOUT = 90.0  # systemd's DefaultTimeoutStartSec: how long a restart may stay unseen
 PERSISTENT_VERSION = 1
+_UP = ("active", "reloading", "activating", "deactivating")  # its processes are there
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,16 @@ class LimitObserved:
 
 @dataclass(frozen=True)
 class SystemdObserved:
+    """systemd's facts about the unit.  ``since``: when it last became active, on the policy's
+    clock (None: not known, taken as the time of the observation).  ``stop_job``: a job was
+    queued for the unit since it was last seen up without one, so its going down was asked for.
+    """
+
     active_state: str
     sub_state: str
     result: str
+    since: float | None = None
+    stop_job: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,8 +82,13 @@ class Tick:
 
 @dataclass(frozen=True)
 class Restart:
+    """Restart through systemd.  ``kill_first``: SIGKILL the cgroup before; ``stop_budget``:
+    SIGKILL it if the stop has not completed after that many seconds (None: wait for systemd).
+    """
+
     kill_first: bool
     reason: str
+    stop_budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,7 @@ class ProbeState:
     last_ok: bool | None = None
     last_reason: str = ""
     last_at: float | None = None
+    passed: bool = False  # passed at least once since the unit's last start
 
 
 @dataclass(frozen=True)
@@ -138,6 +160,7 @@ class UnitState:
     sub_state: str = ""
     result: str = ""
     grace_until: float | None = None
+    confirmed_at: float | None = None  # when every probe had passed since the unit's start
     pending_until: float | None = None  # a (re)start by sdwatch not yet seen active
     pending_started: bool = False  # ... and systemd has begun starting it (activating)
     restarts: tuple[float, ...] = ()  # times of sdwatch's recent (re)starts
@@ -153,10 +176,11 @@ class UnitState:
 
 
 def initial(cfg: UnitConfig, now: float) -> UnitState:
-    """Given a unit's config, return its fresh state, in startup grace from ``now``."""
+    """Given a unit's config, return its fresh state: no grace until systemd tells when the
+    unit started (``now`` is kept for callers' symmetry with ``from_persistent``)."""
+    del now
     return UnitState(probes=tuple(ProbeState(p.name) for p in cfg.probes),
-                     limits=tuple(LimitState(r) for r in RESOURCES if getattr(cfg, r)),
-                     grace_until=now + cfg.grace)
+                     limits=tuple(LimitState(r) for r in RESOURCES if getattr(cfg, r)))
 
 
 def step(cfg: UnitConfig, state: UnitState, obs: Observation,
@@ -191,7 +215,8 @@ def to_persistent(state: UnitState) -> dict[str, object]:
     """Given a unit's state, return what must survive an sdwatch restart, JSON-able."""
     return {"version": PERSISTENT_VERSION, "restarts": list(state.restarts),
             "total_restarts": state.total_restarts, "gave_up": state.gave_up,
-            "gave_up_at": state.gave_up_at, "unmonitored": state.unmonitored}
+            "gave_up_at": state.gave_up_at, "unmonitored": state.unmonitored,
+            "confirmed_at": state.confirmed_at}
 
 
 def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
@@ -211,6 +236,9 @@ def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
         state = replace(state, gave_up_at=float(at) if _is_time(at) else now)
     if data.get("unmonitored") is True:
         state = replace(state, unmonitored=True)
+    confirmed = data.get("confirmed_at")
+    if _is_time(confirmed):
+        state = replace(state, confirmed_at=float(confirmed))
     return state
 
 
@@ -256,11 +284,14 @@ def _failed(state: UnitState, reason: str, now: float) -> UnitState:
     return replace(state, last_failure=reason, last_failure_at=now)
 
 
-def _fresh_start(cfg: UnitConfig, state: UnitState, now: float) -> UnitState:
-    """Given a unit that was just (re)started, return it in grace with fresh counters; probe
-    verdicts stay until recovered."""
-    return replace(state, grace_until=now + cfg.grace,
-                   probes=tuple(replace(p, history=(), successes=0, failures=0)
+def _fresh_start(cfg: UnitConfig, state: UnitState, since: float) -> UnitState:
+    """Given a unit that was (re)started at ``since``, return it in grace from then with fresh
+    counters; probe verdicts stay until recovered.  A start already confirmed (every probe
+    passed, seen by an earlier sdwatch) gets no grace."""
+    confirmed = (state.confirmed_at is not None and since <= state.confirmed_at
+                 or not cfg.probes)  # nothing to answer: started when systemd says so
+    return replace(state, grace_until=None if confirmed else since + cfg.grace,
+                   probes=tuple(replace(p, history=(), successes=0, failures=0, passed=False)
                                 for p in state.probes),
                    limits=tuple(replace(lim, over_for=0, tripped=False)
                                 for lim in state.limits))
@@ -272,7 +303,7 @@ def _apply(cfg: UnitConfig, state: UnitState, then: Then, reason: str,
     if then is Then.ALERT or not _acting(state):
         return state, []
     if then is Then.RESTART:
-        return _start(cfg, state, now, reason)
+        return _start(cfg, state, now, reason, running=state.active_state in (*_UP, ""))
     if then is Then.START:
         return _start(cfg, state, now, reason, restart=False)
     if then is Then.STOP:
@@ -281,8 +312,9 @@ def _apply(cfg: UnitConfig, state: UnitState, then: Then, reason: str,
 
 
 def _start(cfg: UnitConfig, state: UnitState, now: float, reason: str, restart: bool = True,
-           reset_failed: bool = False) -> tuple[UnitState, list[Do]]:
-    """Given a wish to (re)start the unit, return a (re)start, or giving up at the limit."""
+           reset_failed: bool = False, running: bool = False) -> tuple[UnitState, list[Do]]:
+    """Given a wish to (re)start the unit, return a (re)start, or giving up at the limit.
+    ``running``: the unit's processes are still there, so its stop gets the budget."""
     if not _acting(state):
         return state, []
     limit = cfg.restart_limit
@@ -292,7 +324,9 @@ def _start(cfg: UnitConfig, state: UnitState, now: float, reason: str, restart: 
     state = replace(_fresh_start(cfg, state, now), restarts=(*recent, now),
                     total_restarts=state.total_restarts + 1,
                     pending_until=now + max(cfg.grace, PENDING_TIMEOUT), pending_started=False)
-    do: Do = Restart(kill_first=cfg.kill_first, reason=reason) if restart else Start(reason)
+    budget = cfg.stop_budget if running and not cfg.kill_first else None
+    do: Do = (Restart(kill_first=cfg.kill_first, reason=reason, stop_budget=budget) if restart
+              else Start(reason))
     return state, [ResetFailed(), do] if reset_failed else [do]
 
 
@@ -332,15 +366,33 @@ def _maybe_rearm(cfg: UnitConfig, state: UnitState, now: float) -> tuple[UnitSta
     return state, out + more
 
 
-def _react(cfg: UnitConfig, state: UnitState, now: float) -> tuple[UnitState, list[Do]]:
+def _react(cfg: UnitConfig, state: UnitState, now: float, stop_job: bool = False,
+           was_up: bool = False) -> tuple[UnitState, list[Do]]:
     """Given a unit whose systemd state just changed (or a pending restart just ended), return
-    the reaction: crash handling, keep_running, or nothing."""
+    the reaction: crash handling, keep_running, or nothing.  ``was_up``: it was running before
+    this change; ``stop_job``: a job took it down (see SystemdObserved)."""
     if state.sub_state == "auto-restart":
         return state, []  # systemd restarts it itself
-    if state.active_state == "failed":
-        reason = f"{cfg.name} failed ({state.result or 'no result'})"
+    result = state.result or "no result"
+    if state.active_state == "failed" and stop_job:
+        # asked to stop, and the stop went badly (e.g. TimeoutStopSec): still a deliberate stop
+        state = _failed(state, f"{cfg.name} failed while being stopped ({result})", now)
+        if cfg.keep_running:
+            return _start(cfg, state, now, f"{cfg.name} found stopped (keep_running)",
+                          reset_failed=state.result == "start-limit-hit")
+        return state, []
+    if state.active_state == "inactive" and was_up and not stop_job:
+        reason = f"{cfg.name} exited by itself ({result}, no stop job)"
         state = _failed(state, reason, now)
         out: list[Do] = [Alert(Event.CRASHED, reason)]
+        if cfg.action in (Then.RESTART, Then.START) or cfg.keep_running:
+            state, more = _start(cfg, state, now, reason, restart=False)
+            out += more
+        return state, out
+    if state.active_state == "failed":
+        reason = f"{cfg.name} failed ({result})"
+        state = _failed(state, reason, now)
+        out = [Alert(Event.CRASHED, reason)]
         if cfg.action in (Then.RESTART, Then.START) or cfg.keep_running:
             state, more = _start(cfg, state, now, reason,
                                  reset_failed=state.result == "start-limit-hit")
@@ -365,11 +417,12 @@ def _on_probe(cfg: UnitConfig, state: UnitState, obs: ProbeObserved,
         return _put_probe(state, ps), []  # the old process's answers, or none yet
     if obs.ok:
         ps = replace(ps, history=(*ps.history, False)[-window:], successes=ps.successes + 1,
-                     failures=0)
-        if pc.startup and _in_grace(state, now):
-            state = replace(state, grace_until=now)
+                     failures=0, passed=True)
+        state = _put_probe(state, ps)
+        if _in_grace(state, now) and all(_probe(state, p.name).passed for p in cfg.probes):
+            state = replace(state, grace_until=now, confirmed_at=now)  # every probe answered
         if not (ps.failing and ps.successes >= pc.recover):
-            return _put_probe(state, ps), []
+            return state, []
         state = _put_probe(state, replace(ps, failing=False))
         return state, [] if _failing(state) else [
             Alert(Event.RECOVERED, f"{cfg.name}: probe {pc.name} passes again: {obs.reason}")]
@@ -413,9 +466,10 @@ def _on_systemd(cfg: UnitConfig, state: UnitState, obs: SystemdObserved,
     before = state.active_state, state.sub_state
     state = replace(state, active_state=obs.active_state, sub_state=obs.sub_state,
                     result=obs.result)
+    since = now if obs.since is None else obs.since
     if state.pending_until is not None:
         if obs.active_state == "active":
-            return replace(_fresh_start(cfg, state, now), pending_until=None,
+            return replace(_fresh_start(cfg, state, since), pending_until=None,
                            pending_started=False), []
         if obs.active_state == "activating":
             return replace(state, pending_started=True), []
@@ -428,10 +482,11 @@ def _on_systemd(cfg: UnitConfig, state: UnitState, obs: SystemdObserved,
     if (obs.active_state, obs.sub_state) == before:
         return state, []
     if obs.active_state == "active":
-        if before[0] in ("active", "reloading", ""):
+        if before[0] in ("active", "reloading"):
             return state, []
-        return _fresh_start(cfg, state, now), []
-    return _react(cfg, state, now)
+        # (re)started, or first seen: grace runs from its start, not from sdwatch's
+        return _fresh_start(cfg, state, since), []
+    return _react(cfg, state, now, obs.stop_job, was_up=before[0] in _UP)
 
 
 def _on_finished(cfg: UnitConfig, state: UnitState, obs: ActionFinished,

@@ -69,6 +69,7 @@ class UnitInfo:
     exec_main_code: int = 0  # how the main process ended: 1 exited, 2 killed, 3 dumped core
     exec_main_status: int = 0  # its exit status, or the signal number
     invocation_id: str = ""  # the journal's _SYSTEMD_INVOCATION_ID of the current/last run
+    active_enter_monotonic: int = 0  # µs of CLOCK_MONOTONIC when it last became active, 0 never
 
     @property
     def type(self) -> str:
@@ -268,6 +269,7 @@ class Systemd:
             exec_main_code=int(svc.get("ExecMainCode", 0)),
             exec_main_status=int(svc.get("ExecMainStatus", 0)),
             invocation_id=bytes(unit.get("InvocationID", b"")).hex(),
+            active_enter_monotonic=int(unit.get("ActiveEnterTimestampMonotonic", 0)),
         )
 
     # -- acting ---------------------------------------------------------------------------------
@@ -307,6 +309,7 @@ class Change:
     result: str | None = None
     main_pid: int | None = None
     job: bool | None = None  # a job (start, stop, restart...) is queued for the unit now
+    active_enter_monotonic: int | None = None  # µs of CLOCK_MONOTONIC it last became active
 
 
 class Events:
@@ -348,6 +351,8 @@ class Events:
                 result=_str(changed[b"Result"]) if b"Result" in changed else None,
                 main_pid=int(changed[b"MainPID"]) if b"MainPID" in changed else None,
                 job=bool(changed[b"Job"][0]) if b"Job" in changed else None,
+                active_enter_monotonic=(int(changed[_ACTIVE_ENTER])
+                                        if _ACTIVE_ENTER in changed else None),
             ))
 
         self._callback = on_signal
@@ -412,13 +417,15 @@ class Events:
         self._bus.close()
 
 
+_ACTIVE_ENTER = b"ActiveEnterTimestampMonotonic"
 _UNIT_PROPS = (("Id", b"s"), ("Description", b"s"), ("LoadState", b"s"), ("ActiveState", b"s"),
                ("SubState", b"s"), ("UnitFileState", b"s"), ("ActiveEnterTimestamp", b"t"),
-               ("InvocationID", b"ay"))
+               ("InvocationID", b"ay"), ("ActiveEnterTimestampMonotonic", b"t"))
 _TYPE_PROPS = (("MainPID", b"u"), ("ControlGroup", b"s"), ("NRestarts", b"u"), ("Result", b"s"),
                ("ExecMainStartTimestamp", b"t"), ("MemoryCurrent", b"t"), ("TasksCurrent", b"t"),
                ("CPUUsageNSec", b"t"), ("ExecMainCode", b"i"), ("ExecMainStatus", b"i"))
-_SKIPPED_WHEN_BRIEF = {"UnitFileState", "ExecMainStartTimestamp", "MemoryCurrent", "TasksCurrent",
+_SKIPPED_WHEN_BRIEF = {"UnitFileState", "ActiveEnterTimestampMonotonic",
+                       "ExecMainStartTimestamp", "MemoryCurrent", "TasksCurrent",
                        "CPUUsageNSec", "ExecMainCode", "ExecMainStatus", "InvocationID"}
 _CGROUP = ("ControlGroup", "MemoryCurrent", "TasksCurrent", "CPUUsageNSec")
 _PROPS_BY_TYPE: dict[str, tuple[str, ...]] = {

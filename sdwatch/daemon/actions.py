@@ -92,12 +92,41 @@ class Actor:
             log.log(NOTICE, "%s: %s%s", name, verb, f" ({reason})" if reason else "")
             error = ""
             try:
-                for call in calls(name, action):
-                    await self.bus.call(call)
+                if isinstance(action, policy.Restart) and action.stop_budget is not None:
+                    await self._restart_within(name, action.stop_budget)
+                else:
+                    for call in calls(name, action):
+                        await self.bus.call(call)
             except (TimeoutError, UnitError, SystemdUnavailable) as exc:
                 error = str(exc) or "timed out"
                 log.error("%s: %s failed: %s", name, verb, error)
             self.observe(name, policy.ActionFinished(action, not error, error))
+
+    async def _restart_within(self, name: str, budget: float) -> None:
+        """Restart the unit; SIGKILL its cgroup if its stop is not over after ``budget`` seconds
+        (an ExecStop= or TimeoutStopSec= waiting on frozen processes).  Raise what bus.call does.
+        """
+        w = self.watches.get(name)
+        if w is None:
+            return
+        w.stopped.clear()
+        await self.bus.call(lambda sd: sd.restart(name))
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(w.stopped.wait(), budget)
+            log.info("%s: stopped cleanly in %.1fs (stop budget %gs)", name,
+                     time.monotonic() - started, budget)
+            return
+        except TimeoutError:
+            pass
+        if w.seen[0] not in ("active", "reloading", "deactivating"):
+            return  # it got there just now
+        log.warning("%s: not stopped after %gs (stop budget): SIGKILL to its cgroup", name,
+                    budget)
+        try:
+            await self.bus.call(lambda sd: sd.kill(name, signal.SIGKILL, "all"))
+        except UnitError as exc:
+            log.info("%s: nothing left to kill: %s", name, exc)
 
     async def _alert(self, name: str, alert: policy.Alert) -> None:
         from sdwatch.alerting.event import AlertEvent

@@ -35,6 +35,9 @@ class Watch:
     result: str = ""  # last Result seen (arrives on the Service interface's signal)
     main_pid: int = 0
     seen: tuple[str, str, int] = ("", "", 0)  # last (active, sub, main pid) handed to policy
+    job: bool = False  # a job was queued since the unit was last up without one (a stop job)
+    since: float | None = None  # when systemd last saw it become active (time.time() clock)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # a stop phase is over
     control_group: str = ""
     probes: dict[str, ProbeRun] = field(default_factory=dict)  # last run per probe
     limits: dict[str, LimitRun] = field(default_factory=dict)  # last reading per resource
@@ -55,17 +58,11 @@ class Watcher:
 
     async def add(self, unit: UnitConfig, interval: float, saved: object = None) -> None:
         """Start watching a unit: subscribe, read its state, start its schedules (limits
-        every ``interval`` seconds).  ``saved``: its policy.to_persistent data, if any."""
-        since = time.time()
-        try:
-            info = await self.bus.call(lambda sd: sd.unit_info(unit.name))
-            if info.active_state == "active" and info.active_enter_timestamp:
-                # running for a while already: its startup grace is over or partly so
-                since = min(since, info.active_enter_timestamp / 1e6)
-        except (TimeoutError, UnitError, SystemdUnavailable) as exc:
-            log.warning("%s: cannot read: %s", unit.name, exc)
-        state = (policy.from_persistent(unit, saved, since) if saved is not None
-                 else policy.initial(unit, since))
+        every ``interval`` seconds).  ``saved``: its policy.to_persistent data, if any.  Its
+        grace runs from its own start, which the first read tells policy."""
+        now = time.time()
+        state = (policy.from_persistent(unit, saved, now) if saved is not None
+                 else policy.initial(unit, now))
         w = self.watches[unit.name] = Watch(cfg=unit, state=state)
         try:
             await self.bus.watch(unit.name)
@@ -112,6 +109,14 @@ class Watcher:
             w.result = change.result  # the Service interface's signal comes before the Unit's
         if change.main_pid is not None:
             w.main_pid = change.main_pid
+        if change.job:
+            w.job = True
+        elif change.job is not None and change.active_state in ("active", "reloading"):
+            w.job = False  # a job ended with the unit up: not a stop
+        if change.active_enter_monotonic:
+            w.since = _wall_clock(change.active_enter_monotonic)
+        if change.active_state in ("inactive", "failed", "activating"):
+            w.stopped.set()
         if change.active_state is not None:
             seen = (change.active_state, change.sub_state or "", w.main_pid)
             if seen == w.seen:
@@ -120,7 +125,8 @@ class Watcher:
                 return
             w.seen = seen
             self._observe(change.unit, policy.SystemdObserved(
-                change.active_state, change.sub_state or "", w.result))
+                change.active_state, change.sub_state or "", w.result, since=w.since,
+                stop_job=w.job))
             if change.active_state == "active":
                 self._spawn(self.read_unit(change.unit, observe=False), "read-unit")
 
@@ -138,13 +144,15 @@ class Watcher:
         if w is None:
             return
         w.result, w.main_pid, w.control_group = info.result, info.main_pid, info.control_group
+        if info.active_enter_monotonic:
+            w.since = _wall_clock(info.active_enter_monotonic)
         if not observe:
             return
         w.seen = (info.active_state, info.sub_state, info.main_pid)
         if info.load_state == "not-found":
             log.warning("%s: no such unit (yet?)", name)
         self._observe(name, policy.SystemdObserved(info.active_state, info.sub_state,
-                                                   info.result))
+                                                   info.result, since=w.since, stop_job=w.job))
 
     async def _probe_once(self, name: str, probe: ProbeConfig) -> None:
         from sdwatch.probes.base import run
@@ -174,3 +182,8 @@ class Watcher:
                                     self.system.cpus):
             w.limits[r.resource] = LimitRun(r.value, r.over, r.reason, time.time())
             self._observe(name, policy.LimitObserved(r.resource, r.over, r.value, r.reason))
+
+
+def _wall_clock(monotonic_usec: int) -> float:
+    """systemd's CLOCK_MONOTONIC timestamp as policy's time.time(), immune to clock steps since."""
+    return time.time() - (time.monotonic() - monotonic_usec / 1e6)

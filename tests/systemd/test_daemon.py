@@ -272,3 +272,71 @@ def test_start_limit_hit_is_reset_and_the_restart_retried(daemon, make_unit) -> 
     assert f"{name}: resetfailed" in log  # systemd refused a start: sdwatch cleared the limit
     assert "start-limit-hit" in log
     assert unit_status(name)["restarts_by_sdwatch"] == 4
+
+
+def _trigger(name: str) -> pathlib.Path:
+    """A file the unit creates when it starts; removing it fails the unit's file probe once."""
+    return BASE / f"up-{name}"
+
+
+def test_graceful_stop_within_the_budget_is_never_killed(daemon, make_unit) -> None:
+    up = _trigger("graceful")
+    name = make_unit(f"ExecStartPre=/bin/touch {up}\nRestart=no\n"
+                     "ExecStart=/bin/sh -c 'trap \"sleep 1; echo graceful exit; exit 0\" TERM; "
+                     "while :; do sleep 0.1; done'")
+    daemon(f'[unit."{name}"]\nprobe = [{{ kind = "file", path = "{up}", interval = "200ms", '
+           'failures = 1 }]\n')  # the default stop budget
+    wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy")
+    old = main_pid(name)
+    up.unlink()
+    wait_for(lambda: main_pid(name) not in (0, old) and unit_status(name).get("health")
+             == "healthy" and unit_status(name)["restarts_by_sdwatch"] == 1, timeout=20,
+             what="restarted after its graceful stop")
+    log = journal()
+    assert f"{name}: stopped cleanly in" in log, log
+    assert "SIGKILL" not in log
+    assert "graceful exit" in journal(name)
+
+
+def test_stop_hanging_in_execstop_is_killed_after_the_budget(daemon, make_unit) -> None:
+    up = _trigger("hanging")
+    name = make_unit(f"ExecStartPre=/bin/touch {up}\nRestart=no\nExecStart=/bin/sleep infinity\n"
+                     f"ExecStop=/bin/sh -c '[ -e {up} ] || sleep 60'\nTimeoutStopSec=120")
+    daemon(f'[unit."{name}"]\nstop_budget = "1s"\nprobe = [{{ kind = "file", path = "{up}", '
+           'interval = "200ms", failures = 1 }]\n')
+    wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy")
+    old = main_pid(name)
+    up.unlink()
+    # without the budget the restart would wait for ExecStop's 60 s
+    wait_for(lambda: main_pid(name) not in (0, old) and unit_status(name).get("health")
+             == "healthy", timeout=30, what="restarted through the SIGKILL")
+    log = journal()
+    assert f"{name}: not stopped after 1s (stop budget): SIGKILL to its cgroup" in log, log
+    assert unit_status(name)["restarts_by_sdwatch"] == 1
+
+
+def test_exit_0_by_itself_is_started_again(daemon, make_unit) -> None:
+    quit_file = BASE / "quit-exit0"
+    name = make_unit(f"ExecStartPre=/bin/rm -f {quit_file}\nRestart=no\n"
+                     f"ExecStart=/bin/sh -c 'while [ ! -e {quit_file} ]; do sleep 0.1; done'")
+    daemon(f'[unit."{name}"]\n')
+    wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy")
+    old = main_pid(name)
+    quit_file.touch()
+    wait_for(lambda: main_pid(name) not in (0, old), timeout=10, what="started again")
+    assert show(name, "Result") == "success"
+    log = journal()
+    assert f"{name}: alert crashed: {name} exited by itself (success, no stop job)" in log, log
+    assert f"{name}: start (" in log
+
+
+def test_stop_by_a_dependency_is_respected(daemon, make_unit) -> None:
+    top = make_unit("ExecStart=/bin/sleep infinity")
+    part = make_unit("ExecStart=/bin/sleep infinity\nRestart=no", unit=f"PartOf={top}")
+    daemon(f'[unit."{part}"]\n')
+    wait_for(lambda: unit_status(part).get("health") == "healthy", what="healthy")
+    systemctl("stop", top)
+    wait_for(lambda: unit_status(part).get("health") == "stopped", what="seen stopped")
+    time.sleep(1.0)
+    assert show(part, "ActiveState") == "inactive"
+    assert unit_status(part)["restarts_by_sdwatch"] == 0

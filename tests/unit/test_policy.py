@@ -64,12 +64,18 @@ def over(resource: str = "memory", is_over: bool = True) -> LimitObserved:
 ACTIVE = SystemdObserved("active", "running", "success")
 ACTIVATING = SystemdObserved("activating", "start", "success")
 AUTO_RESTART = SystemdObserved("activating", "auto-restart", "exit-code")
-STOPPED = SystemdObserved("inactive", "dead", "success")
+STOPPED = SystemdObserved("inactive", "dead", "success", stop_job=True)  # systemctl stop
+EXITED = SystemdObserved("inactive", "dead", "success")  # no stop job: it went by itself
 RESTART_FAILED = ActionFinished(Restart(False, "x"), False, "Access denied")
 
 
 def crashed(result: str = "exit-code") -> SystemdObserved:
     return SystemdObserved("failed", "failed", result)
+
+
+def active_since(since: float) -> SystemdObserved:
+    """systemd says active, and that it became active at ``since`` (its own record)."""
+    return SystemdObserved("active", "running", "success", since=since)
 
 
 def short(action: object) -> object:
@@ -168,17 +174,53 @@ CASES = [
     # 2. startup grace
     Case("initial_grace_hides_failures", unit(grace=30.0),
          [(0, ACTIVE), *fails(10, 20, 29.9, 30, 40)], [], Health.HEALTHY),
-    Case("grace_is_starting", unit(grace=30.0), [(0, ACTIVE), (10, ok())], [],
-         Health.STARTING),
+    Case("grace_is_starting_until_the_probe_passes", unit(grace=30.0),
+         [(0, ACTIVE), (10, bad())], [], Health.STARTING),
     Case("grace_ends_exactly_at_start_plus_grace", unit(grace=30.0, probes=(probe(failures=1),)),
          [(0, ACTIVE), *fails(29.9, 30)], [(30, ["failing", "restart"])]),
     Case("failures_count_after_grace", unit(grace=30.0),
          [(0, ACTIVE), *fails(10, 20, 30, 40, 50)], [(50, ["failing", "restart"])]),
-    Case("startup_probe_ends_grace",
-         unit(grace=30.0, probes=(probe("up", startup=True), probe("p", failures=1))),
-         [(0, ACTIVE), (5, ok("up")), (6, bad())], [(6, ["failing", "restart"])]),
-    Case("other_probe_success_does_not_end_grace",
+    # grace anchored to the unit's own start, as systemd records it
+    Case("unit_up_longer_than_its_grace_is_judged_from_the_first_probe",
+         unit(grace=30.0, probes=(probe(failures=2),)),
+         [(1000, active_since(10)), *fails(1001, 1002)], [(1002, ["failing", "restart"])]),
+    Case("unit_started_recently_keeps_only_the_rest_of_its_grace",
+         unit(grace=30.0, probes=(probe(failures=1),)),
+         [(100, active_since(90)), *fails(101, 119.9, 120)], [(120, ["failing", "restart"])]),
+    Case("grace_of_a_restart_runs_from_systemds_start_time",
+         unit(grace=30.0, probes=(probe(failures=1),)),
+         [(0, active_since(-100)), (10, bad()), (12, active_since(11)), *fails(40.9, 41)],
+         [(10, ["failing", "restart"]), (41, ["restart"])]),
+    Case("grace_after_a_start_seen_by_signal_runs_from_systemds_start_time",
+         unit(grace=30.0, action=Then.ALERT, probes=(probe(failures=1),)),
+         [(0, active_since(-100)), (40, AUTO_RESTART), (45, active_since(41)), *fails(70.9, 71)],
+         [(71, ["failing"])]),
+    # grace ends as soon as every probe passed once since the start
+    Case("grace_ends_when_the_probe_first_passes", unit(grace=30.0, probes=(probe(failures=1),)),
+         [(0, ACTIVE), (2, ok()), (3, bad())], [(3, ["failing", "restart"])]),
+    Case("grace_ends_when_every_probe_passed",
+         unit(grace=30.0, probes=(probe("up", failures=1), probe("p", failures=1))),
+         [(0, ACTIVE), (5, ok("up")), (6, bad()), (7, ok()), (8, bad("up"))],
+         [(8, ["failing", "restart"])]),
+    Case("one_probe_passing_does_not_end_the_grace_of_two",
          unit(grace=30.0, probes=(probe("up"), probe("p", failures=1))),
+         [(0, ACTIVE), (5, ok("up")), (6, bad())], [], Health.STARTING),
+    Case("a_unit_that_never_answers_waits_its_grace_out",
+         unit(grace=30.0, probes=(probe(failures=2),)),
+         [(0, ACTIVE), *fails(1, 10, 29.9, 30, 31)], [(31, ["failing", "restart"])]),
+    Case("passing_during_a_pending_restart_does_not_end_the_next_grace",
+         unit(grace=30.0, probes=(probe(failures=1),)),
+         [(0, active_since(-100)), (10, bad()), (11, ok()), (12, ACTIVE), (13, bad())],
+         [(10, ["failing", "restart"])], Health.STARTING),
+    Case("second_fault_inside_what_was_the_grace_window_is_acted_on",
+         unit(grace=30.0, probes=(probe(failures=2),)),
+         [(0, active_since(-100)), *fails(1, 2), (3, ACTIVE), (4, ok()), *fails(5, 6)],
+         [(2, ["failing", "restart"]), (4, ["recovered"]), (6, ["failing", "restart"])]),
+    Case("a_unit_without_probes_has_no_grace", unit(grace=30.0, probes=(),
+                                                    memory=limit(for_cycles=1)),
+         [(0, ACTIVE), (1, over())], [(1, ["limit", "restart"])]),
+    Case("startup_key_changes_nothing",
+         unit(grace=30.0, probes=(probe("up", startup=True), probe("p", failures=1))),
          [(0, ACTIVE), (5, ok("up")), (6, bad())], []),
     Case("grace_restarts_when_sdwatch_restarted_it",
          unit(grace=30.0, probes=(probe(failures=1),)),
@@ -284,9 +326,33 @@ CASES = [
          [(0, ACTIVE), (10, STOPPED), (11, ACTIVE), (20, STOPPED), (1019, Tick()),
           (1020, Tick())],
          [(10, ["start"]), (20, ["gave_up"]), (1020, ["rearmed", "start"])], Health.STARTING),
-    # 4. deliberate stops and crashes
+    # 4. deliberate stops (a stop job), exits by itself (none) and crashes
     Case("deliberate_stop_is_left_alone", unit(), [(0, ACTIVE), (10, STOPPED), (20, STOPPED)],
          [], Health.STOPPED),
+    Case("deliberate_stop_through_deactivating_is_left_alone", unit(),
+         [(0, ACTIVE), (9, SystemdObserved("deactivating", "stop-sigterm", "", stop_job=True)),
+          (10, STOPPED)], [], Health.STOPPED),
+    Case("exit_0_by_itself_is_started_again", unit(), [(0, ACTIVE), (10, EXITED)],
+         [(10, ["crashed", "start"])], Health.STARTING),
+    Case("exit_by_itself_through_execstop_is_started_again", unit(),
+         [(0, ACTIVE), (9, SystemdObserved("deactivating", "stop", "success")), (10, EXITED)],
+         [(10, ["crashed", "start"])]),
+    Case("exit_by_itself_with_action_alert_only_alerts", unit(action=Then.ALERT),
+         [(0, ACTIVE), (10, EXITED)], [(10, ["crashed"])], Health.STOPPED),
+    Case("exit_by_itself_with_action_start_starts", unit(action=Then.START),
+         [(0, ACTIVE), (10, EXITED)], [(10, ["crashed", "start"])]),
+    Case("exit_by_itself_counts_toward_the_restart_limit",
+         unit(restart_limit=RestartLimit(restarts=1, within=100.0)),
+         [(0, ACTIVE), (10, EXITED), (11, ACTIVE), (20, EXITED)],
+         [(10, ["crashed", "start"]), (20, ["crashed", "gave_up"])], Health.GAVE_UP),
+    Case("found_inactive_at_first_look_is_left_alone", unit(), [(0, EXITED), (5, EXITED)], [],
+         Health.STOPPED),
+    Case("stop_job_that_ends_failed_is_respected", unit(),
+         [(0, ACTIVE), (10, SystemdObserved("failed", "failed", "timeout", stop_job=True))], [],
+         Health.FAILED),
+    Case("stop_job_that_ends_failed_is_started_with_keep_running", unit(keep_running=True),
+         [(0, ACTIVE), (10, SystemdObserved("failed", "failed", "timeout", stop_job=True))],
+         [(10, ["restart"])]),
     Case("keep_running_starts_a_stopped_unit_once", unit(keep_running=True),
          [(0, ACTIVE), (10, STOPPED), (11, STOPPED)], [(10, ["start"])], Health.STARTING),
     Case("found_stopped_at_first_read_with_keep_running", unit(keep_running=True),
@@ -393,7 +459,8 @@ def test_step_actions_carry_reasons() -> None:
     assert actions[0] == Alert("failing", "app.service: probe p failed 1 of the last 1 times: "
                                           "connection refused")
     assert actions[1] == Restart(kill_first=False,
-                                 reason="probe p failed 1 of the last 1 times: connection refused")
+                                 reason="probe p failed 1 of the last 1 times: connection refused",
+                                 stop_budget=cfg.stop_budget)
     _, actions = step(cfg, state, crashed("core-dump"), 10.0)
     assert actions[0] == Alert("crashed", "app.service failed (core-dump)")
     _, actions = step(cfg, state, RESTART_FAILED, 11.0)
@@ -420,7 +487,7 @@ def test_persistent_round_trip() -> None:
     back = from_persistent(cfg, data, 1030.0)
     assert back.restarts == state.restarts == (1000, 1010)
     assert (back.total_restarts, back.gave_up_at, back.unmonitored) == (2, 1020, True)
-    assert back.grace_until == 1030.0 + cfg.grace
+    assert back.grace_until is None  # until systemd says when the unit started
 
 
 def test_persistent_history_keeps_counting() -> None:
@@ -517,3 +584,79 @@ def test_failure_while_our_restart_starts_the_unit_is_a_crash() -> None:
     assert acts == [] and s.pending_started
     s, acts = step(cfg, s, crashed("exit-code"), 10.03)  # died while starting
     assert [short(a) for a in acts][:1] == ["crashed"] and type(acts[-1]) is Restart
+
+
+def _restart_of(cfg: UnitConfig, steps: list[tuple[float, object]]) -> Restart:
+    state = initial(cfg, 0.0)
+    actions: list = []
+    for now, obs in steps:
+        state, actions = step(cfg, state, obs, now)
+    return next(a for a in actions if isinstance(a, Restart))
+
+
+def test_restart_of_a_unit_that_stopped_answering_has_the_stop_budget() -> None:
+    cfg = unit(stop_budget=1.5, probes=(probe(failures=2),))
+    restart = _restart_of(cfg, [(0, ACTIVE), *fails(10, 11)])
+    assert (restart.kill_first, restart.stop_budget) == (False, 1.5)
+
+
+def test_restart_over_a_limit_has_the_stop_budget() -> None:
+    cfg = unit(stop_budget=3.0, memory=limit(for_cycles=1))
+    assert _restart_of(cfg, [(0, ACTIVE), (10, over())]).stop_budget == 3.0
+
+
+def test_restart_of_a_crashed_unit_has_nothing_to_stop() -> None:
+    cfg = unit(stop_budget=3.0)
+    assert _restart_of(cfg, [(0, ACTIVE), (10, crashed("signal"))]).stop_budget is None
+
+
+def test_kill_first_always_kills_and_needs_no_budget() -> None:
+    cfg = unit(kill_first=True, stop_budget=3.0, probes=(probe(failures=1),))
+    restart = _restart_of(cfg, [(0, ACTIVE), (10, bad())])
+    assert (restart.kill_first, restart.stop_budget) == (True, None)
+
+
+def test_grace_ended_by_the_first_pass_turns_starting_to_healthy() -> None:
+    cfg = unit(grace=30.0, probes=(probe("a"), probe("b")))
+    state, _ = run(cfg, [(0, ACTIVE), (1, ok("a"))])
+    assert health(cfg, state, 1.0) is Health.STARTING
+    state, _ = step(cfg, state, ok("b"), 1.5)
+    assert health(cfg, state, 1.5) is Health.HEALTHY
+    assert state.grace_until == 1.5
+
+
+def test_sdwatch_restart_opens_no_window() -> None:
+    """A unit started long ago, sdwatch restarted (state from disk): judged at once."""
+    cfg = unit(grace=30.0, probes=(probe(failures=2),))
+    state = from_persistent(cfg, {"restarts": [], "total_restarts": 3}, 5000.0)
+    _, emitted = run(cfg, [(5000, active_since(100)), *fails(5001, 5002)], state)
+    assert emitted == [(5002, ["failing", "restart"])]
+
+
+def test_sdwatch_restart_soon_after_a_confirmed_start_opens_no_window() -> None:
+    """Restarted at 100, answering at 101 (seen by the previous sdwatch), sdwatch restarted at
+    110: the start is confirmed, so a hang now is judged at once, not after grace."""
+    cfg = unit(grace=30.0, probes=(probe(failures=2),))
+    state, _ = run(cfg, [(99, active_since(50)), *fails(99.5, 99.8), (100.2, active_since(100)),
+                         (101, ok())])
+    assert state.confirmed_at == 101
+    saved = json.loads(json.dumps(to_persistent(state)))
+    _, emitted = run(cfg, [(110, active_since(100)), *fails(111, 112)],
+                     from_persistent(cfg, saved, 110.0))
+    assert emitted == [(112, ["failing", "restart"])]
+
+
+def test_sdwatch_restart_during_an_unconfirmed_start_keeps_its_grace() -> None:
+    cfg = unit(grace=30.0, probes=(probe(failures=2),))
+    saved = to_persistent(replace(initial(cfg, 0.0), confirmed_at=90.0))
+    _, emitted = run(cfg, [(110, active_since(100)), *fails(111, 112, 129.9, 130, 131)],
+                     from_persistent(cfg, saved, 110.0))
+    assert emitted == [(131, ["failing", "restart"])]
+
+
+def test_exit_by_itself_alert_names_the_result() -> None:
+    cfg = unit()
+    state, _ = step(cfg, initial(cfg, 0.0), ACTIVE, 0.0)
+    _, actions = step(cfg, state, EXITED, 10.0)
+    assert actions == [Alert("crashed", "app.service exited by itself (success, no stop job)"),
+                       Start("app.service exited by itself (success, no stop job)")]
