@@ -276,6 +276,7 @@ def test_start_limit_hit_is_reset_and_the_restart_retried(daemon, make_unit) -> 
 
 def _trigger(name: str) -> pathlib.Path:
     """A file the unit creates when it starts; removing it fails the unit's file probe once."""
+    BASE.mkdir(exist_ok=True)  # the unit starts before the daemon's config is written
     return BASE / f"up-{name}"
 
 
