@@ -333,14 +333,14 @@ app.add_typer(hook_app, name="hook")
 
 
 def _hook_reload(no_reload: bool) -> None:
-    from sdwatch.systemd import SystemdUnavailable
+    from sdwatch.systemd import SystemdError
 
     if no_reload:
         return
     sd = _connect()
     try:
         sd.reload_daemon()
-    except SystemdUnavailable as exc:
+    except SystemdError as exc:
         _fail(str(exc), exits.UNREACHABLE)
     finally:
         sd.close()
