@@ -191,7 +191,10 @@ def to_persistent(state: UnitState) -> dict[str, object]:
     """Given a unit's state, return what must survive an sdwatch restart, JSON-able."""
     return {"version": PERSISTENT_VERSION, "restarts": list(state.restarts),
             "total_restarts": state.total_restarts, "gave_up": state.gave_up,
-            "gave_up_at": state.gave_up_at, "unmonitored": state.unmonitored}
+            "gave_up_at": state.gave_up_at, "unmonitored": state.unmonitored,
+            # what was alerted as failing: "once per state" holds across restarts and reloads
+            "failing_probes": [p.name for p in state.probes if p.failing],
+            "tripped_limits": [lim.resource for lim in state.limits if lim.tripped]}
 
 
 def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
@@ -211,6 +214,13 @@ def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
         state = replace(state, gave_up_at=float(at) if _is_time(at) else now)
     if data.get("unmonitored") is True:
         state = replace(state, unmonitored=True)
+    failing, tripped = data.get("failing_probes"), data.get("tripped_limits")
+    if isinstance(failing, list):
+        state = replace(state, probes=tuple(replace(p, failing=p.name in failing)
+                                            for p in state.probes))
+    if isinstance(tripped, list):
+        state = replace(state, limits=tuple(replace(lim, tripped=lim.resource in tripped)
+                                            for lim in state.limits))
     return state
 
 
