@@ -97,6 +97,8 @@ bench: deps
 	bench/status
 	bench/probes
 	bench/daemon
+	bench/scale
+	bench/endurance
 
 clean:
 	rm -rf .venv build dist *.egg-info .sdtest

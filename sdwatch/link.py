@@ -127,30 +127,30 @@ class Link:
         out: dict[str, UnitInfo | UnitError] = {}
         for i in range(0, len(names), BATCH):
             chunk = names[i:i + BATCH]
-            out.update(await self.call(lambda sd, c=chunk: sd.units_info(c, brief)))
+            infos, paths = await self.call(
+                lambda sd, c=chunk: (sd.units_info(c, brief), sd.paths(c)))
+            out.update(infos)
+            if self._events is not None:
+                for name, path in paths.items():
+                    if name in self._watched:
+                        self._events.watch(name, path)  # an alias: its unit's object too
         return out
 
     async def watch(self, name: str) -> None:
         """Deliver the unit's PropertiesChanged signals to ``on_change``."""
-        await self.watch_many([name])
+        self.watch_many([name])
 
-    async def watch_many(self, names: Iterable[str]) -> None:
-        """Deliver these units' PropertiesChanged signals to ``on_change``, BATCH at a time.
+    def watch_many(self, names: Iterable[str]) -> None:
+        """Deliver these units' PropertiesChanged signals to ``on_change``.
 
-        Raise UnitError naming the units that could not be watched (the others are)."""
+        Their object paths follow from their names: no call to systemd, so watching comes
+        before reading and no change can fall in between.  (An alias is watched by its
+        unit's path too once read_units saw it.)"""
         names = list(names)
         self._watched.update(names)
-        failed = []
-        for i in range(0, len(names), BATCH):
-            chunk = names[i:i + BATCH]
-            paths = await self.call(lambda sd, c=chunk: _paths(sd, c))
-            for name, path in paths.items():
-                if isinstance(path, UnitError):
-                    failed.append(str(path))
-                elif self._events is not None:
-                    self._events.watch(name, path)
-        if failed:
-            raise UnitError("; ".join(failed))
+        if self._events is not None:
+            for name in names:
+                self._events.watch(name)
 
     def unwatch(self, name: str) -> None:
         """Stop delivering the unit's signals."""
@@ -182,16 +182,13 @@ class Link:
         while not self._closed:
             try:
                 self._connect_events()
-                await self.watch_many(list(self._watched))
+                self.watch_many(list(self._watched))
                 break
-            except (TimeoutError, SystemdUnavailable) as exc:
+            except SystemdUnavailable as exc:
                 log.debug("reconnecting failed: %s", exc)
                 self._close_events()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-            except UnitError as exc:
-                log.warning("cannot watch after reconnecting: %s", exc)
-                break
         if not self._closed:
             log.info("signal connection to systemd restored; re-reading unit states")
             await self._on_resync()  # catch what happened while we were deaf
@@ -213,12 +210,3 @@ class Link:
         await asyncio.get_running_loop().run_in_executor(self._pool, close)
         self._pool.shutdown(wait=False)
 
-
-def _paths(sd: Systemd, names: list[str]) -> dict[str, bytes | UnitError]:
-    out: dict[str, bytes | UnitError] = {}
-    for name in names:
-        try:
-            out[name] = sd.unit_path(name)
-        except UnitError as exc:
-            out[name] = exc
-    return out

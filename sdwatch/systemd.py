@@ -30,7 +30,9 @@ MANAGER_PATH = b"/org/freedesktop/systemd1"
 MANAGER_IFACE = b"org.freedesktop.systemd1.Manager"
 UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
 PROPS_IFACE = b"org.freedesktop.DBus.Properties"
+UNIT_PATH_PREFIX = b"/org/freedesktop/systemd1/unit"
 _UNSET = (1 << 64) - 1  # systemd's "no value" for uint64 accounting properties
+_NAMES_PER_CALL = 500
 
 class SystemdError(Exception):
     """Base of every error this module raises."""
@@ -165,6 +167,12 @@ def _open_bus(lib: types.ModuleType) -> Any:
     return bus
 
 
+def object_path(name: str) -> bytes:
+    """The D-Bus object path systemd gives the unit ``name`` (loaded or not), without asking
+    it: no round trip, and no unit loaded only to be garbage-collected again."""
+    return _dbuslib().path_encode(UNIT_PATH_PREFIX, name.encode())
+
+
 def _hung_up(fd: int) -> bool:
     """Whether the peer closed the connection: sd-bus does not report it (process() just
     finds nothing while the fd stays readable), the socket does (end of file)."""
@@ -281,15 +289,24 @@ class Systemd:
 
         Units that do not exist come back with load_state "not-found"."""
         names = list(names)
-        if not names:
-            return []
-        rows = self._call(MANAGER_PATH, MANAGER_IFACE, b"ListUnitsByNames", b"as", [names])
         out = []
-        for row in rows:
-            name = _str(row[0])
-            self._paths[name] = row[6]
-            out.append(UnitSummary(name, _str(row[1]), _str(row[2]), _str(row[3]), _str(row[4])))
+        # systemd loads each unit it is asked about: one call for thousands could outlast
+        # the bus timeout (25 s)
+        for i in range(0, len(names), _NAMES_PER_CALL):
+            chunk = names[i:i + _NAMES_PER_CALL]
+            rows = self._call(MANAGER_PATH, MANAGER_IFACE, b"ListUnitsByNames", b"as", [chunk])
+            if len(rows) == len(chunk):  # one row per name, in order, unless one was invalid
+                self._paths.update((n, row[6]) for n, row in zip(chunk, rows, strict=True))
+            for row in rows:
+                name = _str(row[0])
+                self._paths[name] = row[6]
+                out.append(UnitSummary(name, _str(row[1]), _str(row[2]), _str(row[3]),
+                                       _str(row[4])))
         return out
+
+    def paths(self, names: Iterable[str]) -> dict[str, bytes]:
+        """The object paths this connection learnt for these names (an alias: its unit's)."""
+        return {n: self._paths[n] for n in names if n in self._paths}
 
     def unit_path(self, name: str) -> bytes:
         """Return the unit's object path (loading the unit if needed); cached per connection."""
@@ -306,13 +323,16 @@ class Systemd:
         Every property is one bus round trip, so a caller showing many units can save them:
         with ``summary`` (a fresh ListUnits row) its states are not read again; ``brief``
         skips what sdwatch can read from the cgroup itself (memory, tasks, CPU) and the
-        unit-file state, leaving those None/""."""
+        unit-file state, leaving those None/"", and with ``summary`` everything else of an
+        inactive unit (no process, cgroup, uptime; Result and NRestarts left ""/0)."""
         problem = unit_name_problem(name)
         if problem:
             raise UnitError(problem)
-        if summary is not None and summary.load_state == "not-found" and \
-                summary.active_state == "inactive":
-            # no unit file and nothing running: systemd has nothing more to tell
+        if summary is not None and summary.active_state == "inactive" and (
+                brief or summary.load_state == "not-found"):
+            # nothing running (and no unit file, or only a brief view wanted): no process,
+            # cgroup or uptime to read.  Each read would also have systemd load the unit
+            # file again (an inactive unit nobody references is collected at once).
             return UnitInfo(summary.name, summary.description, summary.load_state,
                             summary.active_state, summary.sub_state, "", "", 0, "", 0, 0, 0,
                             None, None, None)
@@ -432,7 +452,8 @@ class Events:
         self._error = _errors()
         self._bus = _open_bus(lib)
         self._units: dict[bytes, str] = {}
-        self._unit_paths: dict[str, bytes] = {}
+        self._unit_paths: dict[str, set[bytes]] = {}
+        self._matched: set[bytes] = set()
         try:
             # without Subscribe systemd sends no unit signals to this client
             self._bus.call_method(DEST, MANAGER_PATH, MANAGER_IFACE, b"Subscribe", [])
@@ -461,12 +482,17 @@ class Events:
 
         self._callback = on_signal
 
-    def watch(self, name: str, path: bytes) -> None:
-        """Deliver this unit's PropertiesChanged signals (``path`` from Systemd.unit_path)."""
-        if name in self._unit_paths:
+    def watch(self, name: str, path: bytes | None = None) -> None:
+        """Deliver this unit's PropertiesChanged signals: those of the object ``path`` (by
+        default the one its name gives, :func:`object_path`; an alias's unit has its id's)."""
+        path = path or object_path(name)
+        if self._units.get(path) == name:
             return
         self._units[path] = name
-        self._unit_paths[name] = path
+        self._unit_paths.setdefault(name, set()).add(path)
+        if path in self._matched:
+            return  # watched before: its match is still on the bus
+        self._matched.add(path)
         try:
             self._bus.match_signal(DEST, path, PROPS_IFACE, b"PropertiesChanged",
                                    self._callback, None)
@@ -475,8 +501,7 @@ class Events:
 
     def unwatch(self, name: str) -> None:
         """Stop reporting this unit (its match stays on the bus until reconnect; it is cheap)."""
-        path = self._unit_paths.pop(name, None)
-        if path is not None:
+        for path in self._unit_paths.pop(name, ()):
             self._units.pop(path, None)
 
     def fileno(self) -> int:

@@ -7,11 +7,12 @@ import pathlib
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from sdcheck import show, wait_for
 
-from sdwatch.systemd import Systemd, UnitError
+from sdwatch.systemd import Systemd, UnitError, object_path
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SLEEPER = "ExecStart=/bin/sleep infinity"
@@ -124,12 +125,20 @@ def test_units_info_equals_unit_info(sd, make_unit) -> None:
     names = [running, stopped, "sdw-missing-unit.service"]
     batch = sd.units_info(names, brief=True)
     assert list(batch) == names
-    for name in (running, stopped):
-        assert batch[name] == sd.unit_info(name, brief=True)
+    assert batch[running] == sd.unit_info(running, brief=True)
+    full = sd.unit_info(stopped, brief=True)
+    assert batch[stopped] == replace(full, result="", n_restarts=0, active_enter_timestamp=0)
     missing = batch["sdw-missing-unit.service"]
     assert (missing.load_state, missing.active_state, missing.main_pid) == ("not-found",
                                                                             "inactive", 0)
     assert all(isinstance(v, (str, int, type(None))) for v in vars(batch[running]).values())
+
+
+def test_object_paths_are_systemds(sd, make_unit) -> None:
+    names = [make_unit(SLEEPER, name="sdw-a_b-c@x:y.service", start=False),
+             "sdw-not-there.service", "init.scope"]
+    for name in names:
+        assert object_path(name) == sd.unit_path(name)
 
 
 def test_drain_drops_what_systemd_sent_unasked(sd, make_unit) -> None:
