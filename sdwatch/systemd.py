@@ -287,14 +287,19 @@ class Systemd:
     def units_by_name(self, names: Iterable[str]) -> list[UnitSummary]:
         """Return a ListUnits row for each name, in order, loading units as needed.
 
-        Units that do not exist come back with load_state "not-found"."""
+        Units that do not exist come back with load_state "not-found"; a name systemd
+        cannot load at all (a template, say) has no row."""
         names = list(names)
         out = []
         # systemd loads each unit it is asked about: one call for thousands could outlast
         # the bus timeout (25 s)
         for i in range(0, len(names), _NAMES_PER_CALL):
             chunk = names[i:i + _NAMES_PER_CALL]
-            rows = self._call(MANAGER_PATH, MANAGER_IFACE, b"ListUnitsByNames", b"as", [chunk])
+            try:
+                rows = self._call(MANAGER_PATH, MANAGER_IFACE, b"ListUnitsByNames", b"as",
+                                  [chunk])
+            except Refused:  # a name systemd cannot load (a template) fails the whole call
+                rows = [row for n in chunk for row in self._rows_if_loadable(n)]
             if len(rows) == len(chunk):  # one row per name, in order, unless one was invalid
                 self._paths.update((n, row[6]) for n, row in zip(chunk, rows, strict=True))
             for row in rows:
@@ -303,6 +308,12 @@ class Systemd:
                 out.append(UnitSummary(name, _str(row[1]), _str(row[2]), _str(row[3]),
                                        _str(row[4])))
         return out
+
+    def _rows_if_loadable(self, name: str) -> list:
+        try:
+            return self._call(MANAGER_PATH, MANAGER_IFACE, b"ListUnitsByNames", b"as", [[name]])
+        except Refused:
+            return []
 
     def paths(self, names: Iterable[str]) -> dict[str, bytes]:
         """The object paths this connection learnt for these names (an alias: its unit's)."""

@@ -114,8 +114,11 @@ def test_manager_refusals_are_our_errors(sd) -> None:
                         sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 1 and r.stderr.startswith("refused: Reload: "), r.stderr
-    info = sd.units_info(["no slash/allowed.service", "nonexistent-unit.service"])
+    # a template cannot be loaded: systemd refuses any listing that names it
+    info = sd.units_info(["no slash/allowed.service", "sdw-template@.service",
+                          "nonexistent-unit.service"])
     assert isinstance(info["no slash/allowed.service"], UnitError)
+    assert isinstance(info["sdw-template@.service"], UnitError)
     assert info["nonexistent-unit.service"].load_state == "not-found"
 
 
