@@ -241,7 +241,8 @@ class Supervisor:
 
 def _persistent_key(s: policy.UnitState) -> tuple[object, ...]:
     """What policy.to_persistent saves, cheap to compare on every observation."""
-    return (s.restarts, s.total_restarts, s.gave_up_at, s.unmonitored)
+    return (s.restarts, s.total_restarts, s.gave_up_at, s.unmonitored,
+            tuple(p.failing for p in s.probes), tuple(lim.tripped for lim in s.limits))
 
 
 def _has_timer(s: policy.UnitState, now: float) -> bool:

@@ -164,6 +164,28 @@ def test_always_failing_probe_restarts_n_times_then_gives_up_once(daemon, make_u
     assert log.count(f"{name}: restart (") == 2
 
 
+def test_given_up_unit_is_not_alerted_again_after_restart_and_reload(daemon, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity")
+    unit = (f'[unit."{name}"]\ngrace = "100ms"\n'
+            'probe = [{ kind = "tcp", address = "127.0.0.1:9", interval = "INTERVAL", '
+            'timeout = "100ms", failures = 1 }]\n'
+            'restart_limit = { restarts = 1, within = "1m", rearm = "1h" }\n')
+    daemon(unit.replace("INTERVAL", "200ms"))
+    wait_for(lambda: unit_status(name).get("gave_up"), timeout=20, what="gave up")
+    me = main_pid(DAEMON)
+    systemctl("restart", DAEMON)
+    wait_for(lambda: status().get("pid") not in (None, me), what="a new daemon's snapshot")
+    write_config(unit.replace("INTERVAL", "300ms"))  # changed: removed and added again
+    systemctl("reload", DAEMON)
+    # several failing probes under each: the unit stays given up, nothing is alerted again
+    wait_for(lambda: unit_status(name).get("probes", {}).get("tcp", {}).get(
+        "consecutive_failures", 0) >= 3 and unit_status(name).get("health") == "gave-up",
+             what="failing probes after the reload")
+    log = journal()
+    assert log.count(f"{name}: alert failing") == 1
+    assert log.count(f"{name}: alert gave_up") == 1
+
+
 def test_admin_stop_is_respected(daemon, make_unit) -> None:
     name = make_unit("ExecStart=/bin/sleep infinity")
     daemon(f'[unit."{name}"]\ngrace = "100ms"\nprobe = [{{ kind = "exec", '
