@@ -99,6 +99,8 @@ bench: deps
 	bench/probes
 	bench/daemon
 	bench/stack
+	bench/scale
+	bench/endurance
 
 clean:
 	rm -rf .venv build dist *.egg-info .sdtest

@@ -100,6 +100,30 @@ def run(
 
 
 @app.command()
+def reload(
+    pid: int = typer.Option(..., "--pid", help="The daemon's PID ($MAINPID in ExecReload=)."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for the daemon."),
+    config: Optional[str] = _config_option(),
+) -> None:
+    """Validate the config, have the daemon reload it, wait for its answer (ExecReload=).
+
+    Exit 0 when the daemon runs the new configuration, 2 when it is refused (the old one
+    stays in force), 1 when the daemon did not answer."""
+    from sdwatch import reloading
+
+    cfg = _load_config(config)
+    try:
+        answer = reloading.request(pid, cfg.settings.runtime_dir, timeout)
+    except (TimeoutError, ProcessLookupError) as exc:
+        _fail(f"reload: {exc}", exits.FAILED)
+    if not answer.ok:
+        for message in answer.messages:
+            typer.echo(message, err=True)
+        _fail("reload refused: the previous configuration stays in force", exits.USAGE)
+    typer.echo(f"reloaded: {answer.units} units")
+
+
+@app.command()
 def check(
     units: Optional[List[str]] = typer.Argument(None, help="Units to check (default: all "
                                                 "configured units)."),
@@ -333,14 +357,14 @@ app.add_typer(hook_app, name="hook")
 
 
 def _hook_reload(no_reload: bool) -> None:
-    from sdwatch.systemd import SystemdUnavailable
+    from sdwatch.systemd import SystemdError
 
     if no_reload:
         return
     sd = _connect()
     try:
         sd.reload_daemon()
-    except SystemdUnavailable as exc:
+    except SystemdError as exc:
         _fail(str(exc), exits.UNREACHABLE)
     finally:
         sd.close()

@@ -216,7 +216,10 @@ def to_persistent(state: UnitState) -> dict[str, object]:
     return {"version": PERSISTENT_VERSION, "restarts": list(state.restarts),
             "total_restarts": state.total_restarts, "gave_up": state.gave_up,
             "gave_up_at": state.gave_up_at, "unmonitored": state.unmonitored,
-            "confirmed_at": state.confirmed_at}
+            "confirmed_at": state.confirmed_at,
+            # what was alerted as failing: "once per state" holds across restarts and reloads
+            "failing_probes": [p.name for p in state.probes if p.failing],
+            "tripped_limits": [lim.resource for lim in state.limits if lim.tripped]}
 
 
 def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
@@ -239,6 +242,13 @@ def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
     confirmed = data.get("confirmed_at")
     if _is_time(confirmed):
         state = replace(state, confirmed_at=float(confirmed))
+    failing, tripped = data.get("failing_probes"), data.get("tripped_limits")
+    if isinstance(failing, list):
+        state = replace(state, probes=tuple(replace(p, failing=p.name in failing)
+                                            for p in state.probes))
+    if isinstance(tripped, list):
+        state = replace(state, limits=tuple(replace(lim, tripped=lim.resource in tripped)
+                                            for lim in state.limits))
     return state
 
 
@@ -284,16 +294,19 @@ def _failed(state: UnitState, reason: str, now: float) -> UnitState:
     return replace(state, last_failure=reason, last_failure_at=now)
 
 
-def _fresh_start(cfg: UnitConfig, state: UnitState, since: float) -> UnitState:
+def _fresh_start(cfg: UnitConfig, state: UnitState, since: float,
+                 first_sight: bool = False) -> UnitState:
     """Given a unit that was (re)started at ``since``, return it in grace from then with fresh
-    counters; probe verdicts stay until recovered.  A start already confirmed (every probe
-    passed, seen by an earlier sdwatch) gets no grace."""
+    counters; probe verdicts stay until recovered, and at the ``first_sight`` of a unit (a
+    state restored after sdwatch's restart or reload) so do tripped limits: each was alerted
+    once.  A start already confirmed (every probe passed, seen by an earlier sdwatch) gets no
+    grace."""
     confirmed = (state.confirmed_at is not None and since <= state.confirmed_at
                  or not cfg.probes)  # nothing to answer: started when systemd says so
     return replace(state, grace_until=None if confirmed else since + cfg.grace,
                    probes=tuple(replace(p, history=(), successes=0, failures=0, passed=False)
                                 for p in state.probes),
-                   limits=tuple(replace(lim, over_for=0, tripped=False)
+                   limits=tuple(replace(lim, over_for=0, tripped=lim.tripped and first_sight)
                                 for lim in state.limits))
 
 
@@ -485,7 +498,7 @@ def _on_systemd(cfg: UnitConfig, state: UnitState, obs: SystemdObserved,
         if before[0] in ("active", "reloading"):
             return state, []
         # (re)started, or first seen: grace runs from its start, not from sdwatch's
-        return _fresh_start(cfg, state, since), []
+        return _fresh_start(cfg, state, since, first_sight=before[0] == ""), []
     return _react(cfg, state, now, obs.stop_job, was_up=before[0] in _UP)
 
 

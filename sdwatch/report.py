@@ -39,7 +39,7 @@ def run(units: Sequence[str] = (), all_units: bool = False, as_json: bool = Fals
     from sdwatch import status
     from sdwatch.config import ConfigError, load
     from sdwatch.states import unit_name_problem
-    from sdwatch.systemd import Systemd, SystemdUnavailable
+    from sdwatch.systemd import Systemd, SystemdError, SystemdUnavailable
 
     problems = [p for p in map(unit_name_problem, units) if p]
     if problems:  # a usage error, not a unit found unhealthy
@@ -57,7 +57,7 @@ def run(units: Sequence[str] = (), all_units: bool = False, as_json: bool = Fals
         return exits.UNREACHABLE
     try:
         snap = status.collect(sd, cfg, units, all_units)
-    except SystemdUnavailable as exc:
+    except SystemdError as exc:  # unreachable, or a listing refused
         sys.stderr.write(f"sdwatch: {exc}\n")
         return exits.UNREACHABLE
     finally:

@@ -152,6 +152,7 @@ class UnitView:
     gave_up_at: float | None = None
     unmonitored: bool = False
     grace_until: float | None = None
+    unreadable: str = ""  # why systemd's view of the unit could not be read ("" if it was)
 
     def probe(self, name: str) -> ProbeView | None:
         """Return the probe called ``name``, or None."""
@@ -172,6 +173,7 @@ class UnitView:
             "gave_up_at": self.gave_up_at,
             "unmonitored": self.unmonitored,
             "grace_until": self.grace_until,
+            **({"unreadable": self.unreadable} if self.unreadable else {}),
         }
 
     @classmethod
@@ -194,7 +196,7 @@ class UnitView:
             Failure.from_json(d.get("last_failure")), _int(d, "restarts_by_sdwatch"),
             tuple(float(t) for t in restarts if _finite(t)), d.get("restart_pending") is True,
             d.get("gave_up") is True, _num(d, "gave_up_at"), d.get("unmonitored") is True,
-            _num(d, "grace_until"))
+            _num(d, "grace_until"), _str(d, "unreadable"))
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ class DaemonSnapshot:
 
 
 def build_unit(name: str, health: Health, state: UnitState, runs: Mapping[str, ProbeRun],
-               limits: Mapping[str, LimitRun]) -> UnitView:
+               limits: Mapping[str, LimitRun], unreadable: str = "") -> UnitView:
     """Given a unit's verdict, policy state, last probe runs and limit readings, return its
     view: the one place where a UnitView is made from the daemon's parts."""
     probes = []
@@ -284,7 +286,7 @@ def build_unit(name: str, health: Health, state: UnitState, runs: Mapping[str, P
         Failure(state.last_failure, state.last_failure_at)
         if state.last_failure_at is not None else None,
         state.total_restarts, state.restarts, state.pending_until is not None, state.gave_up,
-        state.gave_up_at, state.unmonitored, state.grace_until)
+        state.gave_up_at, state.unmonitored, state.grace_until, unreadable)
 
 
 # -- reading JSON back: wrong types are errors, missing fields take their defaults ----------

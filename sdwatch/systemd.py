@@ -5,16 +5,20 @@ signatures and errors stay inside.  One :class:`Systemd` holds one long-lived bu
 method calls; signals use a separate connection (:class:`Events`), because synchronous calls on
 a connection strand the signals queued on it.
 
-Errors: :class:`SystemdUnavailable` when the bus cannot be reached at all (its text is one line
-saying what is wrong and what to do), :class:`UnitError` when systemd refuses a call on a unit.
+Errors: every pystemd error leaves as one of this module's, all :class:`SystemdError`:
+:class:`SystemdUnavailable` when the connection cannot carry calls (not reachable, closed by the
+peer, no reply; its text is one line saying what is wrong and what to do), :class:`UnitError`
+when systemd refuses a call on a unit, :class:`Refused` when it refuses a manager call.
+
+Memory: systemd sends every unit's signals to every client of its private socket, whether it
+asked or not, and sd-bus keeps the ones that arrive while a call waits for its reply.  A
+connection that only makes calls must drop them: :meth:`Systemd.drain`.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import errno
 import os
-import re
-import sys
 import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -26,14 +30,24 @@ MANAGER_PATH = b"/org/freedesktop/systemd1"
 MANAGER_IFACE = b"org.freedesktop.systemd1.Manager"
 UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
 PROPS_IFACE = b"org.freedesktop.DBus.Properties"
+UNIT_PATH_PREFIX = b"/org/freedesktop/systemd1/unit"
 _UNSET = (1 << 64) - 1  # systemd's "no value" for uint64 accounting properties
+_NAMES_PER_CALL = 500
 
-class SystemdUnavailable(Exception):
+class SystemdError(Exception):
+    """Base of every error this module raises."""
+
+
+class SystemdUnavailable(SystemdError):
     """systemd's D-Bus API cannot be reached; ``str()`` is one explanatory line."""
 
 
-class UnitError(Exception):
+class UnitError(SystemdError):
     """systemd refused an operation on a unit (no such unit, bad state, permission)."""
+
+
+class Refused(SystemdError):
+    """systemd refused a manager call (e.g. daemon-reload without the privilege)."""
 
 
 @dataclass(frozen=True)
@@ -78,21 +92,41 @@ class UnitInfo:
 
 
 def _dbuslib() -> types.ModuleType:
-    """Import pystemd.dbuslib without pystemd/__init__.py, which imports lxml (~40 ms).
-
-    sdwatch only needs the low-level bus; the introspecting wrappers are never used.
-    """
-    if "pystemd" not in sys.modules:
-        spec = importlib.util.find_spec("pystemd")
-        if spec is None or not spec.submodule_search_locations:
-            raise SystemdUnavailable("pystemd is not installed (python3-pystemd or pip pystemd)")
-        pkg = types.ModuleType("pystemd")
-        pkg.__path__ = list(spec.submodule_search_locations)
-        pkg.__spec__ = spec
-        sys.modules["pystemd"] = pkg
-    import pystemd.dbuslib
-
+    """Import pystemd's low-level bus module, as its package is meant to be imported."""
+    try:
+        import pystemd.dbuslib
+    except ImportError as exc:
+        raise SystemdUnavailable(f"pystemd is not usable ({exc}): install python3-pystemd "
+                                 "(or pip install pystemd)") from None
     return pystemd.dbuslib
+
+
+# sd-bus's answers when the connection itself is gone or full, as opposed to a refusal
+_TRANSPORT_ERRNOS = {errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE, errno.ECONNREFUSED,
+                     errno.ESHUTDOWN, errno.ENOBUFS, errno.ETIMEDOUT, errno.ENOENT,
+                     errno.EBADF}
+
+
+def _is_transport(exc: BaseException) -> bool:
+    from pystemd import dbusexc
+
+    if isinstance(exc, (dbusexc.DBusDisconnectedError, dbusexc.DBusNoReplyError,
+                        dbusexc.DBusTimeoutError, dbusexc.DBusNoServerError)):
+        return True
+    code = getattr(exc, "errno", 0) or 0
+    # a bare errno, without the message an error reply carries, is sd-bus's own failure
+    return not getattr(exc, "err_message", "") and abs(code) in _TRANSPORT_ERRNOS
+
+
+def _message(exc: BaseException) -> str:
+    """The reason systemd gave, without pystemd's "[err -N]: b'...'" wrapping."""
+    text = getattr(exc, "err_message", None)
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    if text:
+        return str(text)
+    code = abs(getattr(exc, "errno", 0) or 0)
+    return os.strerror(code) if code else (str(exc) or type(exc).__name__)
 
 
 def _str(value: Any) -> Any:
@@ -129,9 +163,39 @@ def _open_bus(lib: types.ModuleType) -> Any:
         bus = lib.DBus()
     try:
         bus.open()
-    except Exception as exc:
+    except _errors() as exc:
         raise SystemdUnavailable(_why_unreachable(exc)) from None
     return bus
+
+
+def object_path(name: str) -> bytes:
+    """The D-Bus object path systemd gives the unit ``name`` (loaded or not), without asking
+    it: no round trip, and no unit loaded only to be garbage-collected again."""
+    return _dbuslib().path_encode(UNIT_PATH_PREFIX, name.encode())
+
+
+def _hung_up(fd: int) -> bool:
+    """Whether the peer closed the connection: sd-bus does not report it (process() just
+    finds nothing while the fd stays readable), the socket does (end of file)."""
+    import socket
+
+    if fd < 0:
+        return True
+    probe = socket.socket(fileno=os.dup(fd))
+    try:
+        return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.close()
+
+
+def _errors() -> type[BaseException]:
+    from pystemd.dbusexc import DBusBaseError
+
+    return DBusBaseError
 
 
 class Systemd:
@@ -139,13 +203,13 @@ class Systemd:
 
     def __init__(self) -> None:
         lib = _dbuslib()
-        self._lib = lib
         self._apply = lib.apply_signature
+        self._error = _errors()
         self._bus = _open_bus(lib)
         self._paths: dict[str, bytes] = {}
         try:
             self._call(MANAGER_PATH, MANAGER_IFACE, b"GetUnit", b"s", ["init.scope"])
-        except Exception as exc:  # any failure to even talk is "unavailable"
+        except SystemdError as exc:  # any failure to even talk is "unavailable"
             self._bus.close()
             raise SystemdUnavailable(_why_unreachable(exc)) from None
 
@@ -159,24 +223,50 @@ class Systemd:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, path: bytes, iface: bytes, method: bytes, sig: bytes, args: list) -> Any:
-        return self._bus.call_method(DEST, path, iface, method, self._apply(sig, args) if sig else
-                                     []).body
+    def drain(self) -> int:
+        """Drop every message waiting on this connection; return how many there were.
+
+        Only signals systemd sends unasked arrive here (calls are synchronous), so after a
+        call, and whenever the connection's fd is readable, this keeps memory flat."""
+        dropped = 0
+        try:
+            while not self._bus.process().is_empty():
+                dropped += 1
+        except self._error as exc:
+            raise self._wrap(exc, "", "reading the bus") from None
+        if dropped == 0 and _hung_up(self._bus.get_fd()):
+            raise SystemdUnavailable("lost the connection to systemd (closed by peer)")
+        return dropped
+
+    def fileno(self) -> int:
+        """The connection's fd: readable when systemd sent something (see :meth:`drain`)."""
+        return self._bus.get_fd()
+
+    def _call(self, path: bytes, iface: bytes, method: bytes, sig: bytes, args: list,
+              unit: str = "") -> Any:
+        try:
+            return self._bus.call_method(DEST, path, iface, method,
+                                         self._apply(sig, args) if sig else []).body
+        except self._error as exc:
+            raise self._wrap(exc, unit, method.decode()) from None
+
+    def _get(self, path: bytes, iface: bytes, prop: bytes, sig: bytes, unit: str) -> Any:
+        try:
+            return self._bus.get_property(DEST, path, iface, prop, sig)
+        except self._error as exc:
+            raise self._wrap(exc, unit, prop.decode()) from None
 
     def _unit_call(self, name: str, method: bytes, sig: bytes, args: list) -> Any:
-        try:
-            return self._call(MANAGER_PATH, MANAGER_IFACE, method, sig, args)
-        except SystemdUnavailable:
-            raise
-        except Exception as exc:
-            raise self._unit_error(name, exc) from None
+        return self._call(MANAGER_PATH, MANAGER_IFACE, method, sig, args, unit=name)
 
-    def _unit_error(self, name: str, exc: Exception) -> Exception:
-        if type(exc).__name__ in ("DBusDisconnectedError", "DBusNoReplyError"):
+    @staticmethod
+    def _wrap(exc: BaseException, unit: str, call: str) -> SystemdError:
+        """One of our errors for a pystemd one, naming the unit, or else the call refused."""
+        if _is_transport(exc):
             return SystemdUnavailable(_why_unreachable(exc))
-        text = str(exc)
-        m = re.search(r"\]: (.*)", text)
-        return UnitError(f"{name}: {m.group(1) if m else text}")
+        if unit:
+            return UnitError(f"{unit}: {_message(exc)}")
+        return Refused(f"{call}: {_message(exc)}")
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -198,17 +288,37 @@ class Systemd:
     def units_by_name(self, names: Iterable[str]) -> list[UnitSummary]:
         """Return a ListUnits row for each name, in order, loading units as needed.
 
-        Units that do not exist come back with load_state "not-found"."""
+        Units that do not exist come back with load_state "not-found"; a name systemd
+        cannot load at all (a template, say) has no row."""
         names = list(names)
-        if not names:
-            return []
-        rows = self._call(MANAGER_PATH, MANAGER_IFACE, b"ListUnitsByNames", b"as", [names])
         out = []
-        for row in rows:
-            name = _str(row[0])
-            self._paths[name] = row[6]
-            out.append(UnitSummary(name, _str(row[1]), _str(row[2]), _str(row[3]), _str(row[4])))
+        # systemd loads each unit it is asked about: one call for thousands could outlast
+        # the bus timeout (25 s)
+        for i in range(0, len(names), _NAMES_PER_CALL):
+            chunk = names[i:i + _NAMES_PER_CALL]
+            try:
+                rows = self._call(MANAGER_PATH, MANAGER_IFACE, b"ListUnitsByNames", b"as",
+                                  [chunk])
+            except Refused:  # a name systemd cannot load (a template) fails the whole call
+                rows = [row for n in chunk for row in self._rows_if_loadable(n)]
+            if len(rows) == len(chunk):  # one row per name, in order, unless one was invalid
+                self._paths.update((n, row[6]) for n, row in zip(chunk, rows, strict=True))
+            for row in rows:
+                name = _str(row[0])
+                self._paths[name] = row[6]
+                out.append(UnitSummary(name, _str(row[1]), _str(row[2]), _str(row[3]),
+                                       _str(row[4])))
         return out
+
+    def _rows_if_loadable(self, name: str) -> list:
+        try:
+            return self._call(MANAGER_PATH, MANAGER_IFACE, b"ListUnitsByNames", b"as", [[name]])
+        except Refused:
+            return []
+
+    def paths(self, names: Iterable[str]) -> dict[str, bytes]:
+        """The object paths this connection learnt for these names (an alias: its unit's)."""
+        return {n: self._paths[n] for n in names if n in self._paths}
 
     def unit_path(self, name: str) -> bytes:
         """Return the unit's object path (loading the unit if needed); cached per connection."""
@@ -218,38 +328,43 @@ class Systemd:
             self._paths[name] = path
         return path
 
-    def _get(self, path: bytes, iface: bytes, prop: bytes, sig: bytes) -> Any:
-        return self._bus.get_property(DEST, path, iface, prop, sig)
-
     def unit_info(self, name: str, summary: UnitSummary | None = None,
-                  brief: bool = False) -> UnitInfo:
+                  brief: bool = False, started: bool = False) -> UnitInfo:
         """Return the unit's state and accounting as systemd reports it now.
 
         Every property is one bus round trip, so a caller showing many units can save them:
         with ``summary`` (a fresh ListUnits row) its states are not read again; ``brief``
         skips what sdwatch can read from the cgroup itself (memory, tasks, CPU) and the
-        unit-file state, leaving those None/""."""
+        unit-file state, leaving those None/"", and with ``summary`` everything else of an
+        inactive unit (no process, cgroup, uptime; Result and NRestarts left ""/0);
+        ``started`` keeps when it last became active in a brief view."""
         problem = unit_name_problem(name)
         if problem:
             raise UnitError(problem)
+        if summary is not None and summary.active_state == "inactive" and (
+                brief or summary.load_state == "not-found"):
+            # nothing running (and no unit file, or only a brief view wanted): no process,
+            # cgroup or uptime to read.  Each read would also have systemd load the unit
+            # file again (an inactive unit nobody references is collected at once).
+            return UnitInfo(summary.name, summary.description, summary.load_state,
+                            summary.active_state, summary.sub_state, "", "", 0, "", 0, 0, 0,
+                            None, None, None)
         path = self.unit_path(name)
         kind = name.rsplit(".", 1)[-1]
         iface = b"org.freedesktop.systemd1." + kind.capitalize().encode()
-        try:
-            props = _UNIT_PROPS if summary is None else _UNIT_PROPS[5:]
-            wanted = set(_PROPS_BY_TYPE.get(kind, ()))
-            if brief:
-                props = tuple(p for p in props if p[0] not in _SKIPPED_WHEN_BRIEF)
-                wanted -= _SKIPPED_WHEN_BRIEF
-            unit = {k: self._get(path, UNIT_IFACE, k.encode(), sig) for k, sig in props}
-            if summary is not None:
-                unit.update(Id=summary.name, Description=summary.description,
-                            LoadState=summary.load_state, ActiveState=summary.active_state,
-                            SubState=summary.sub_state)
-            svc = {k: self._get(path, iface, k.encode(), sig)
-                   for k, sig in _TYPE_PROPS if k in wanted}
-        except Exception as exc:
-            raise self._unit_error(name, exc) from None
+        props = _UNIT_PROPS if summary is None else _UNIT_PROPS[5:]
+        wanted = set(_PROPS_BY_TYPE.get(kind, ()))
+        if brief:
+            skipped = _SKIPPED_WHEN_BRIEF - ({_ACTIVE_ENTER.decode()} if started else set())
+            props = tuple(p for p in props if p[0] not in skipped)
+            wanted -= skipped
+        unit = {k: self._get(path, UNIT_IFACE, k.encode(), sig, name) for k, sig in props}
+        if summary is not None:
+            unit.update(Id=summary.name, Description=summary.description,
+                        LoadState=summary.load_state, ActiveState=summary.active_state,
+                        SubState=summary.sub_state)
+        svc = {k: self._get(path, iface, k.encode(), sig, name)
+               for k, sig in _TYPE_PROPS if k in wanted}
         return UnitInfo(
             id=_str(unit["Id"]),
             description=_str(unit["Description"]),
@@ -271,6 +386,32 @@ class Systemd:
             invocation_id=bytes(unit.get("InvocationID", b"")).hex(),
             active_enter_monotonic=int(unit.get("ActiveEnterTimestampMonotonic", 0)),
         )
+
+    def units_info(self, names: Iterable[str], brief: bool = False, started: bool = False,
+                   ) -> dict[str, UnitInfo | UnitError]:
+        """Read many units at once: one ListUnitsByNames, then what only each unit can tell.
+
+        Return each name's UnitInfo, or the UnitError that says why it could not be read
+        (a bad name, a refusal); raise SystemdUnavailable when the connection fails."""
+        out: dict[str, UnitInfo | UnitError] = {}
+        valid = []
+        for name in names:
+            problem = unit_name_problem(name)
+            if problem:
+                out[name] = UnitError(problem)
+            else:
+                valid.append(name)
+        rows: list[UnitSummary | None] = list(self.units_by_name(valid))
+        if len(rows) != len(valid):  # systemd skips names it finds invalid: read those alone
+            by_id = {row.name: row for row in rows if row is not None}
+            rows = [by_id.get(name) for name in valid]
+        # else one row per name, in order (a row carries the unit's id, which an alias is not)
+        for name, row in zip(valid, rows, strict=True):
+            try:
+                out[name] = self.unit_info(name, row, brief, started)
+            except UnitError as exc:
+                out[name] = exc
+        return out
 
     # -- acting ---------------------------------------------------------------------------------
 
@@ -295,7 +436,7 @@ class Systemd:
         self._unit_call(name, b"KillUnit", b"ssi", [name, who, signal])
 
     def reload_daemon(self) -> None:
-        """systemctl daemon-reload."""
+        """systemctl daemon-reload; raise Refused without the privilege."""
         self._call(MANAGER_PATH, MANAGER_IFACE, b"Reload", b"", [])
 
 
@@ -324,13 +465,15 @@ class Events:
     def __init__(self, on_change: Callable[[Change], None]) -> None:
         lib = _dbuslib()
         self._on_change = on_change
+        self._error = _errors()
         self._bus = _open_bus(lib)
         self._units: dict[bytes, str] = {}
-        self._unit_paths: dict[str, bytes] = {}
+        self._unit_paths: dict[str, set[bytes]] = {}
+        self._matched: set[bytes] = set()
         try:
             # without Subscribe systemd sends no unit signals to this client
             self._bus.call_method(DEST, MANAGER_PATH, MANAGER_IFACE, b"Subscribe", [])
-        except Exception as exc:
+        except self._error as exc:
             self._bus.close()
             raise SystemdUnavailable(_why_unreachable(exc)) from None
 
@@ -357,22 +500,26 @@ class Events:
 
         self._callback = on_signal
 
-    def watch(self, name: str, path: bytes) -> None:
-        """Deliver this unit's PropertiesChanged signals (``path`` from Systemd.unit_path)."""
-        if name in self._unit_paths:
+    def watch(self, name: str, path: bytes | None = None) -> None:
+        """Deliver this unit's PropertiesChanged signals: those of the object ``path`` (by
+        default the one its name gives, :func:`object_path`; an alias's unit has its id's)."""
+        path = path or object_path(name)
+        if self._units.get(path) == name:
             return
         self._units[path] = name
-        self._unit_paths[name] = path
+        self._unit_paths.setdefault(name, set()).add(path)
+        if path in self._matched:
+            return  # watched before: its match is still on the bus
+        self._matched.add(path)
         try:
             self._bus.match_signal(DEST, path, PROPS_IFACE, b"PropertiesChanged",
                                    self._callback, None)
-        except Exception as exc:
+        except self._error as exc:
             raise SystemdUnavailable(_why_unreachable(exc)) from None
 
     def unwatch(self, name: str) -> None:
         """Stop reporting this unit (its match stays on the bus until reconnect; it is cheap)."""
-        path = self._unit_paths.pop(name, None)
-        if path is not None:
+        for path in self._unit_paths.pop(name, ()):
             self._units.pop(path, None)
 
     def fileno(self) -> int:
@@ -391,26 +538,10 @@ class Events:
                 if self._bus.process().is_empty():
                     break
                 handled += 1
-        except Exception as exc:
+        except self._error as exc:
             raise SystemdUnavailable(f"lost the signal connection to systemd ({exc})") from None
-        if handled == 0 and self._hung_up():
+        if handled == 0 and _hung_up(self._bus.get_fd()):
             raise SystemdUnavailable("lost the signal connection to systemd (closed by peer)")
-
-    def _hung_up(self) -> bool:
-        import socket
-
-        fd = self._bus.get_fd()
-        if fd < 0:
-            return True
-        probe = socket.socket(fileno=os.dup(fd))
-        try:
-            return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
-        finally:
-            probe.close()
 
     def close(self) -> None:
         """Close the connection."""

@@ -10,7 +10,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Coroutine
 
-from sdwatch import exits, policy
+from sdwatch import exits, policy, reloading
 from sdwatch import state as state_file
 from sdwatch.daemon.actions import Actor
 from sdwatch.daemon.publish import Publisher, status_line
@@ -58,17 +58,18 @@ class Supervisor:
             log.error("%s", exc)
             return exits.UNREACHABLE
         self.actor.use(self.cfg)
-        saved = state_file.load(self._state_path)
-        for name, unit in self.cfg.units.items():
-            await self.watcher.add(unit, self.cfg.settings.interval, saved.get(name))
+        self.spawn(self._watchdog(), "watchdog")  # fed while thousands of units are added
+        await self.watcher.add(list(self.cfg.units.values()), self.cfg.settings.interval,
+                               state_file.load(self._state_path))
         if not self.cfg.units:
             log.info("no units configured: nothing to watch (see %s)",
                      self.config_path or "/etc/sdwatch/sdwatch.toml")
         self.spawn(self._ticker(), "ticker")
-        self.spawn(self._watchdog(), "watchdog")
         self._write_status()
         self.notify.ready(self._status_line())
-        log.info("watching %d units (%s)", len(self.watches), ", ".join(self.watches) or "none")
+        names = list(self.watches)
+        log.info("watching %d units (%s%s)", len(names), ", ".join(names[:10]) or "none",
+                 ", ..." if len(names) > 10 else "")
         await self.stopping.wait()
         self.notify.stopping()
         log.info("stopping")
@@ -105,8 +106,9 @@ class Supervisor:
     def _status_path(self) -> str:
         return os.path.join(self.cfg.settings.runtime_dir, "status.json")
 
-    def observe(self, name: str, obs: policy.Observation) -> None:
-        """Feed one observation to the unit's policy and execute what it decides."""
+    def observe(self, name: str, obs: policy.Observation, announce: bool = True) -> None:
+        """Feed one observation to the unit's policy and execute what it decides; log a
+        change of health if ``announce`` (a first reading is summed up by the Watcher)."""
         w = self.watches.get(name)
         if w is None:
             return
@@ -117,11 +119,12 @@ class Supervisor:
         after = policy.health(w.cfg, w.state, now)
         if log.isEnabledFor(logging.DEBUG) and not isinstance(obs, policy.Tick):
             log.debug("%s: %s -> %s", name, obs, [type(a).__name__ for a in actions])
-        if after is not before:
+        if after is not before and announce:
+            # (STATUS= goes out with the snapshot, at the next tick: rebuilding it here
+            # would cost every unit's health at every change)
             why = w.state.last_failure if after in (Health.FAILING, Health.FAILED) else ""
             log.log(NOTICE if after.ok else logging.WARNING, "%s: %s -> %s%s", name,
                     before.value, after.value, f" ({why})" if why else "")
-            self.notify.status(self._status_line())
         if _persistent_key(w.state) != kept:
             self._save_state()
         if actions:
@@ -161,45 +164,58 @@ class Supervisor:
 
     async def reload(self) -> bool:
         """Re-read the config; swap it in if valid, keep the old one otherwise.  Reloads run
-        one at a time: a second SIGHUP waits for the first reload to finish."""
+        one at a time: a second SIGHUP waits for the first reload to finish.  The outcome
+        goes to ``sdwatch reload`` (ExecReload=), which fails the reload job if refused."""
         async with self._reloading:
-            return await self._reload()
+            started = reloading.clock()
+            dirs = {self.cfg.settings.runtime_dir}
+            self.notify.reloading()
+            ok, messages = await self._reload()
+            dirs.add(self.cfg.settings.runtime_dir)
+            try:
+                reloading.record(dirs, reloading.Answer(ok, messages, started,
+                                                        len(self.watches)))
+            except OSError as exc:
+                log.error("cannot record the reload's outcome: %s", exc)
+            self.notify.ready(self._status_line())
+            if not ok:  # after READY's STATUS: the admin sees why in systemctl status
+                self.notify.status(f"reload refused, previous configuration in force: "
+                                   f"{messages[0]}")
+            return ok
 
-    async def _reload(self) -> bool:
+    async def _reload(self) -> tuple[bool, tuple[str, ...]]:
         from sdwatch import config as config_mod
 
-        self.notify.reloading()
         try:
             new = config_mod.load(self.config_path)
         except config_mod.ConfigError as exc:
             for message in exc.messages:
                 log.error("reload: %s", message)
             log.error("reload failed: keeping the configuration in force")
-            self.notify.ready(self._status_line())
-            return False
+            return False, tuple(exc.messages) or ("invalid configuration",)
         old, self.cfg = self.cfg, new
-        kept = changed = 0
+        saved: dict[str, object] = {}  # the state of a changed unit carries over
+        kept = 0
         for name in list(self.watches):
             if name not in new.units:
                 await self.watcher.remove(name)
             elif new.units[name] != old.units.get(name) or new.settings != old.settings:
-                prev = await self.watcher.remove(name)
-                await self.watcher.add(new.units[name], new.settings.interval,
-                                       policy.to_persistent(prev))
-                changed += 1
+                saved[name] = policy.to_persistent(await self.watcher.remove(name))
             else:
                 kept += 1
-        for name, unit in new.units.items():
-            if name not in self.watches:
-                await self.watcher.add(unit, new.settings.interval,
-                                       state_file.load(self._state_path).get(name))
+        changed = len(saved)
+        fresh = [n for n in new.units if n not in self.watches and n not in saved]
+        if fresh:  # new to this daemon, maybe not to the state file
+            on_disk = state_file.load(self._state_path)
+            saved.update((n, on_disk[n]) for n in fresh if n in on_disk)
+        await self.watcher.add([new.units[n] for n in new.units if n not in self.watches],
+                               new.settings.interval, saved)
         self.actor.use(new)
         self._save_state()
         self.publisher.changed(health_changed=True)  # a new snapshot at the next tick
         log.info("reloaded: %d units (%d unchanged, %d changed)", len(self.watches), kept,
                  changed)
-        self.notify.ready(self._status_line())
-        return True
+        return True, ()
 
     # -- state and snapshot -----------------------------------------------------------------
 
@@ -218,12 +234,15 @@ class Supervisor:
             log.error("cannot save state to %s: %s", self._state_path, exc)
 
     def _write_status(self) -> None:
-        self.publisher.write(self._status_path, self.snapshot())
+        snap = self.snapshot()
+        self.notify.status(snap.status)
+        self.publisher.write(self._status_path, snap)
 
 
 def _persistent_key(s: policy.UnitState) -> tuple[object, ...]:
     """What policy.to_persistent saves, cheap to compare on every observation."""
-    return (s.restarts, s.total_restarts, s.gave_up_at, s.unmonitored, s.confirmed_at)
+    return (s.restarts, s.total_restarts, s.gave_up_at, s.unmonitored, s.confirmed_at,
+            tuple(p.failing for p in s.probes), tuple(lim.tripped for lim in s.limits))
 
 
 def _has_timer(s: policy.UnitState, now: float) -> bool:

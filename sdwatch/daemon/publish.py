@@ -8,7 +8,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Mapping
 
-from sdwatch import policy, resources
+from sdwatch import resources
 from sdwatch import state as state_file
 from sdwatch.snapshot import DaemonSnapshot, SchedulerView, build_unit
 
@@ -22,8 +22,8 @@ SNAPSHOT = 5.0  # seconds between status.json refreshes when no health changed
 
 
 def health(watches: Mapping[str, Watch], now: float) -> dict[str, Health]:
-    """Return each watched unit's health by policy's rule."""
-    return {n: policy.health(w.cfg, w.state, now) for n, w in watches.items()}
+    """Return each watched unit's health by policy's rule ("unknown" while unread)."""
+    return {n: w.health(now) for n, w in watches.items()}
 
 
 def status_line(watches: Mapping[str, Watch], now: float,
@@ -34,7 +34,7 @@ def status_line(watches: Mapping[str, Watch], now: float,
     line = f"{len(verdicts)} units: {len(verdicts) - len(bad)} healthy"
     if bad:
         first = next(iter(bad))
-        why = watches[first].state.last_failure or bad[first].value
+        why = watches[first].unreadable or watches[first].state.last_failure or bad[first].value
         line += f", {len(bad)} failing ({first.rsplit('.', 1)[0]}: {why})"
     return line
 
@@ -69,7 +69,7 @@ class Publisher:
         return DaemonSnapshot(
             pid=self.pid, pid_start=self.pid_start, started_at=self.started_at,
             updated_at=now, status=status_line(watches, now, verdicts),
-            units=tuple(build_unit(n, verdicts[n], w.state, w.probes, w.limits)
+            units=tuple(build_unit(n, verdicts[n], w.state, w.probes, w.limits, w.unreadable)
                         for n, w in watches.items()),
             config_files=tuple(config_files),
             scheduler=SchedulerView(int(late["runs"] or 0), late["late_p50_ms"],

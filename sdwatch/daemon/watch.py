@@ -6,23 +6,32 @@ Every observation is handed to the ``observe`` callback (the Supervisor's), whic
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from sdwatch import policy, resources
-from sdwatch.link import Link
+from sdwatch.link import BATCH, Link
 from sdwatch.snapshot import Failure, LimitRun, ProbeRun
-from sdwatch.states import RESOURCES
-from sdwatch.systemd import Change, SystemdUnavailable, UnitError
+from sdwatch.states import RESOURCES, Health
+from sdwatch.systemd import Change, SystemdError, SystemdUnavailable, UnitError, UnitInfo
 
 if TYPE_CHECKING:
     from sdwatch.config import ProbeConfig, UnitConfig
     from sdwatch.schedule import Schedules
 
 log = logging.getLogger("sdwatch")
-Observe = Callable[[str, policy.Observation], None]
+
+
+class Observe(Protocol):
+    """The Supervisor's ``observe``: policy.step, then the actions; a change of health is
+    logged if ``announce`` (a first reading of thousands of units is summed up instead)."""
+
+    def __call__(self, name: str, obs: policy.Observation, announce: bool = True) -> None: ...
+
+
 Spawn = Callable[..., asyncio.Task]  # (coroutine, task name) -> the running task
 
 
@@ -43,6 +52,11 @@ class Watch:
     limits: dict[str, LimitRun] = field(default_factory=dict)  # last reading per resource
     last_sample: resources.UnitSample | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
+    unreadable: str = ""  # why systemd's view of the unit could not be read ("" once read)
+
+    def health(self, now: float) -> Health:
+        """Policy's verdict, or "unknown" while systemd's view could not be read."""
+        return Health.UNKNOWN if self.unreadable else policy.health(self.cfg, self.state, now)
 
 
 class Watcher:
@@ -56,20 +70,77 @@ class Watcher:
         self._observe = observe
         self._spawn = spawn
 
-    async def add(self, unit: UnitConfig, interval: float, saved: object = None) -> None:
-        """Start watching a unit: subscribe, read its state, start its schedules (limits
-        every ``interval`` seconds).  ``saved``: its policy.to_persistent data, if any.  Its
-        grace runs from its own start, which the first read tells policy."""
+    async def add(self, units: list[UnitConfig], interval: float,
+                  saved: dict[str, object]) -> None:
+        """Start watching units: subscribe, read their states, start their schedules (limits
+        every ``interval`` seconds).  ``saved``: policy.to_persistent data by unit name.
+
+        systemd is asked BATCH units per call and the loop runs in between (the watchdog
+        stays fed however many units there are).  Subscribing comes before reading, so no
+        change falls between the two; a unit that could not be read is "unknown", with why.
+        Each unit's grace runs from its own start, which the first read tells policy."""
+        if not units:
+            return
         now = time.time()
-        state = (policy.from_persistent(unit, saved, now) if saved is not None
-                 else policy.initial(unit, now))
-        w = self.watches[unit.name] = Watch(cfg=unit, state=state)
+        for unit in units:
+            self.watches[unit.name] = Watch(cfg=unit, state=policy.initial(unit, now))
+        names = [u.name for u in units]
         try:
-            await self.bus.watch(unit.name)
-        except (TimeoutError, UnitError, SystemdUnavailable) as exc:
-            log.warning("%s: cannot watch: %s", unit.name, exc)
-        await self.read_unit(unit.name)
-        loop = asyncio.get_running_loop()
+            self.bus.watch_many(names)
+        except SystemdUnavailable as exc:  # the signal connection reconnects by itself
+            log.warning("cannot watch: %s", exc)
+        infos = await self._read_many(names)
+        for i, unit in enumerate(units):
+            w = self.watches.get(unit.name)
+            if w is None:
+                continue
+            info, old = infos.get(unit.name), saved.get(unit.name)
+            w.state = (policy.from_persistent(unit, old, now) if old is not None
+                       else policy.initial(unit, now))
+            self._apply_read(unit.name, info, announce=False)
+            self._schedule(w, interval)
+            if i % BATCH == BATCH - 1:
+                await asyncio.sleep(0)
+        self._log_first_reading([self.watches[n] for n in names if n in self.watches], infos)
+
+    async def _read_many(self, names: list[str]) -> dict[str, UnitInfo | str]:
+        """Each unit's UnitInfo, or why it could not be read."""
+        out: dict[str, UnitInfo | str] = {}
+        for i in range(0, len(names), BATCH):
+            chunk = names[i:i + BATCH]
+            try:
+                read = await self.bus.read_units(chunk)
+            except (TimeoutError, SystemdError) as exc:
+                read = {n: UnitError(str(exc) or "timed out") for n in chunk}
+            out.update((n, v if isinstance(v, UnitInfo) else str(v)) for n, v in read.items())
+        return out
+
+    def _apply_read(self, name: str, info: UnitInfo | str | None, newest: bool = False,
+                    announce: bool = True) -> None:
+        """Hand policy a unit's state as read, unless a signal already told a newer one
+        (``newest``: the read is known to be newer, e.g. after signals were missed)."""
+        w = self.watches.get(name)
+        if w is None:
+            return
+        if not isinstance(info, UnitInfo):
+            w.unreadable = info or "not read"
+            log.debug("%s: cannot read its state: %s", name, w.unreadable)
+            return
+        w.unreadable = ""
+        if w.seen != ("", "", 0) and not newest:
+            # a signal came after our subscription: it is the newer truth about the state
+            w.control_group = w.control_group or info.control_group
+            return
+        w.result, w.main_pid, w.control_group = info.result, info.main_pid, info.control_group
+        if info.active_enter_monotonic:
+            w.since = _wall_clock(info.active_enter_monotonic)
+        w.seen = (info.active_state, info.sub_state, info.main_pid)
+        self._observe(name, policy.SystemdObserved(info.active_state, info.sub_state,
+                                                   info.result, since=w.since, stop_job=w.job),
+                      announce)
+
+    def _schedule(self, w: Watch, interval: float) -> None:
+        unit, loop = w.cfg, asyncio.get_running_loop()
         for probe in unit.probes:
             key = f"{unit.name}/{probe.name}"
             w.tasks.append(loop.create_task(self.schedules.every(
@@ -79,6 +150,29 @@ class Watcher:
             key = f"{unit.name}/limits"
             w.tasks.append(loop.create_task(self.schedules.every(
                 key, interval, interval, lambda: self._limits_once(unit.name)), name=key))
+
+    @staticmethod
+    def _log_first_reading(watches: list[Watch], infos: dict[str, UnitInfo | str]) -> None:
+        """A few lines for the units just added, not one per unit (there may be thousands)."""
+        now = time.time()
+        health = {w.cfg.name: w.health(now) for w in watches}
+        counts = collections.Counter(h.value for h in health.values())
+        log.info("added %d units: %s", len(watches), ", ".join(
+            f"{n} {h}" for h, n in counts.most_common()))
+        missing = [n for n, i in infos.items() if isinstance(i, UnitInfo)
+                   and i.load_state == "not-found"]
+        unread = {n: i for n, i in infos.items() if isinstance(i, str)}
+        groups = [(f"{len(missing)} do not exist (yet?)", missing),
+                  *((h.value, [n for n, v in health.items() if v is h])
+                    for h in (Health.FAILED, Health.FAILING))]
+        if unread:
+            first = next(iter(unread))
+            groups.append((f"{len(unread)} could not be read, health unknown until they are "
+                           f"({first}: {unread[first]})", list(unread)))
+        for what, names in groups:
+            if names:
+                log.warning("%s: %s%s", what, ", ".join(names[:10]),
+                            ", ..." if len(names) > 10 else "")
 
     async def remove(self, name: str) -> policy.UnitState:
         """Stop watching a unit; return its last policy state."""
@@ -98,8 +192,9 @@ class Watcher:
 
     async def resync(self) -> None:
         """Re-read every unit's state (after signals may have been missed)."""
-        for name in list(self.watches):
-            await self.read_unit(name)
+        infos = await self._read_many(list(self.watches))
+        for name, info in infos.items():
+            self._apply_read(name, info, newest=True)
 
     def _on_change(self, change: Change) -> None:
         w = self.watches.get(change.unit)
@@ -139,6 +234,8 @@ class Watcher:
             info = await self.bus.call(lambda sd: sd.unit_info(name))
         except (TimeoutError, UnitError, SystemdUnavailable) as exc:
             log.warning("%s: cannot read its state: %s", name, exc)
+            if observe and name in self.watches:
+                self.watches[name].unreadable = str(exc) or "timed out"
             return
         w = self.watches.get(name)
         if w is None:
@@ -148,9 +245,8 @@ class Watcher:
             w.since = _wall_clock(info.active_enter_monotonic)
         if not observe:
             return
+        w.unreadable = ""
         w.seen = (info.active_state, info.sub_state, info.main_pid)
-        if info.load_state == "not-found":
-            log.warning("%s: no such unit (yet?)", name)
         self._observe(name, policy.SystemdObserved(info.active_state, info.sub_state,
                                                    info.result, since=w.since, stop_job=w.job))
 

@@ -183,7 +183,7 @@ def test_unit_runs_the_daemon_the_way_it_expects() -> None:
     s = unit_settings()
     assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"]
     assert s["ExecStart"] == ["/usr/bin/sdwatch run"]
-    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert s["ExecReload"] == ["/usr/bin/sdwatch reload --pid $MAINPID"]
     assert s["WatchdogSec"] == ["30s"] and s["Restart"] == ["always"]
     assert s["StateDirectory"] == ["sdwatch"] and s["RuntimeDirectory"] == ["sdwatch"]
     assert s["RuntimeDirectoryPreserve"] == ["yes"]

@@ -51,6 +51,12 @@ def main_pid(unit: str) -> int:
     return int(show(unit, "MainPID"))
 
 
+def sighup_pending(pid: int) -> bool:
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    pending = next(line.split()[1] for line in status.splitlines() if line.startswith("ShdPnd:"))
+    return bool(int(pending, 16) & (1 << (signal.SIGHUP - 1)))
+
+
 def memcached_answers(port: int = 11211) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
@@ -71,7 +77,7 @@ def daemon() -> Iterator[Callable[..., None]]:
             "[Unit]\nDescription=sdwatch under test\nStartLimitIntervalSec=0\n"
             "[Service]\nType=notify\n"
             f"ExecStart={sys.executable} -m sdwatch run --verbose --config {CONFIG}\n"
-            "ExecReload=/bin/kill -HUP $MAINPID\n"
+            f"ExecReload={sys.executable} -m sdwatch reload --pid $MAINPID --config {CONFIG}\n"
             f"Environment=PYTHONPATH={REPO}\nWatchdogSec={watchdog}\n"
             "Restart=always\nRestartSec=100ms\n")
         systemctl("daemon-reload")
@@ -158,6 +164,28 @@ def test_always_failing_probe_restarts_n_times_then_gives_up_once(daemon, make_u
     assert log.count(f"{name}: restart (") == 2
 
 
+def test_given_up_unit_is_not_alerted_again_after_restart_and_reload(daemon, make_unit) -> None:
+    name = make_unit("ExecStart=/bin/sleep infinity")
+    unit = (f'[unit."{name}"]\ngrace = "100ms"\n'
+            'probe = [{ kind = "tcp", address = "127.0.0.1:9", interval = "INTERVAL", '
+            'timeout = "100ms", failures = 1 }]\n'
+            'restart_limit = { restarts = 1, within = "1m", rearm = "1h" }\n')
+    daemon(unit.replace("INTERVAL", "200ms"))
+    wait_for(lambda: unit_status(name).get("gave_up"), timeout=20, what="gave up")
+    me = main_pid(DAEMON)
+    systemctl("restart", DAEMON)
+    wait_for(lambda: status().get("pid") not in (None, me), what="a new daemon's snapshot")
+    write_config(unit.replace("INTERVAL", "300ms"))  # changed: removed and added again
+    systemctl("reload", DAEMON)
+    # several failing probes under each: the unit stays given up, nothing is alerted again
+    wait_for(lambda: unit_status(name).get("probes", {}).get("tcp", {}).get(
+        "consecutive_failures", 0) >= 3 and unit_status(name).get("health") == "gave-up",
+             what="failing probes after the reload")
+    log = journal()
+    assert log.count(f"{name}: alert failing") == 1
+    assert log.count(f"{name}: alert gave_up") == 1
+
+
 def test_admin_stop_is_respected(daemon, make_unit) -> None:
     name = make_unit("ExecStart=/bin/sleep infinity")
     daemon(f'[unit."{name}"]\ngrace = "100ms"\nprobe = [{{ kind = "exec", '
@@ -195,19 +223,41 @@ def test_stopped_sdwatch_is_killed_by_the_watchdog(daemon) -> None:
     assert int(show(DAEMON, "NRestarts")) >= 1
 
 
-def test_reload_with_broken_config_keeps_the_old_one(daemon, make_unit) -> None:
+def test_reload_with_broken_config_fails_and_keeps_the_old_one(daemon, make_unit) -> None:
     name = make_unit("ExecStart=/bin/sleep infinity\nRestart=no")
     daemon(f'[unit."{name}"]\ngrace = "100ms"\n')
     wait_for(lambda: unit_status(name).get("health") == "healthy", what="healthy")
     write_config(f'[unit."{name}"]\ngrace = "soon"\n')
-    systemctl("reload", DAEMON)
-    wait_for(lambda: "reload failed: keeping the configuration in force" in journal(),
-             what="reload refused")
-    assert 'unit."' + name + '".grace: invalid duration' in journal()
+    r = subprocess.run(["systemctl", "reload", DAEMON], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0  # the admin learns it at once, and why:
+    problem = 'unit."' + name + '".grace: invalid duration'
+    assert problem in systemctl("status", "--no-pager", "-n", "20", DAEMON, check=False)
+    assert problem in journal()
     assert show(DAEMON, "ActiveState") == "active"
     old = main_pid(name)
     os.kill(old, signal.SIGKILL)  # the old config still watches it
     wait_for(lambda: main_pid(name) not in (0, old), timeout=5, what="restarted")
+
+
+def test_reload_refused_by_the_daemon_fails(daemon, make_unit) -> None:
+    """A config valid for the command but refused by the daemon (here: it changes between
+    the command's check and the daemon's) fails the reload with the daemon's reason."""
+    name = make_unit("ExecStart=/bin/sleep infinity\nRestart=no")
+    daemon(f'[unit."{name}"]\ngrace = "100ms"\n')
+    pid = main_pid(DAEMON)
+    os.kill(pid, signal.SIGSTOP)  # the daemon reads the config only after it was broken
+    try:
+        reload = subprocess.Popen(["systemctl", "reload", DAEMON], stderr=subprocess.PIPE,
+                                  text=True)
+        # the command validated the good config and sent SIGHUP, still pending
+        wait_for(lambda: sighup_pending(pid), timeout=30, what="SIGHUP sent")
+        write_config(f'[unit."{name}"]\nprobe = "none"\n')
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert reload.wait(timeout=60) != 0
+    assert "reload refused: the previous configuration stays in force" in journal()
+    assert main_pid(DAEMON) == pid and show(DAEMON, "ActiveState") == "active"
 
 
 def test_reload_keeps_state_of_unchanged_units(daemon, make_unit) -> None:

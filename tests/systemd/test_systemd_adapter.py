@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import signal
+import subprocess
+import sys
+from dataclasses import replace
 
 import pytest
 from sdcheck import show, wait_for
 
-from sdwatch.systemd import UnitError
+from sdwatch.systemd import Systemd, UnitError, object_path
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 SLEEPER = "ExecStart=/bin/sleep infinity"
 
 
@@ -102,3 +107,56 @@ def test_exit_details_and_invocation_id(sd, make_unit) -> None:
     assert info.invocation_id == show(name, "InvocationID") and len(info.invocation_id) == 32
     brief = sd.unit_info(name, brief=True)
     assert brief.invocation_id == "" and brief.result == "exit-code"
+
+
+def test_manager_refusals_are_our_errors(sd) -> None:
+    """A refusal leaves the adapter as its own error type, never as pystemd's."""
+    code = ("import sys\nfrom sdwatch.systemd import Refused, Systemd\n"
+            "with Systemd() as sd:\n    try:\n        sd.reload_daemon()\n"
+            "    except Refused as exc:\n        sys.exit(f'refused: {exc}')\n")
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 1 and r.stderr.startswith("refused: Reload: "), r.stderr
+    # a template cannot be loaded: systemd refuses any listing that names it
+    info = sd.units_info(["no slash/allowed.service", "sdw-template@.service",
+                          "nonexistent-unit.service"])
+    assert isinstance(info["no slash/allowed.service"], UnitError)
+    assert isinstance(info["sdw-template@.service"], UnitError)
+    assert info["nonexistent-unit.service"].load_state == "not-found"
+
+
+def test_units_info_equals_unit_info(sd, make_unit) -> None:
+    running, stopped = make_unit(SLEEPER), make_unit(SLEEPER, start=False)
+    wait_for(lambda: show(running, "ActiveState") == "active", what="unit active")
+    names = [running, stopped, "sdw-missing-unit.service"]
+    batch = sd.units_info(names, brief=True)
+    assert list(batch) == names
+    assert batch[running] == sd.unit_info(running, brief=True)
+    full = sd.unit_info(stopped, brief=True)
+    assert batch[stopped] == replace(full, result="", n_restarts=0, active_enter_timestamp=0)
+    missing = batch["sdw-missing-unit.service"]
+    assert (missing.load_state, missing.active_state, missing.main_pid) == ("not-found",
+                                                                            "inactive", 0)
+    assert all(isinstance(v, (str, int, type(None))) for v in vars(batch[running]).values())
+
+
+def test_object_paths_are_systemds(sd, make_unit) -> None:
+    names = [make_unit(SLEEPER, name="sdw-a_b-c@x:y.service", start=False),
+             "sdw-not-there.service", "init.scope"]
+    for name in names:
+        assert object_path(name) == sd.unit_path(name)
+
+
+def test_drain_drops_what_systemd_sent_unasked(sd, make_unit) -> None:
+    """systemd sends every unit's signals to its private socket's clients, asked or not."""
+    noise = make_unit("Type=oneshot\nExecStart=/bin/true", start=False)
+    sd.drain()
+    with Systemd() as other:
+        for _ in range(20):
+            other.start(noise)
+        wait_for(lambda: show(noise, "ActiveState") == "inactive", what="noise done")
+    sd.unit_info(noise)  # a call reads what is waiting while it waits for its reply
+    dropped = sd.drain()
+    assert dropped > 20
+    assert sd.drain() == 0

@@ -27,7 +27,7 @@ def test_two_reloads_run_one_after_the_other(tmp_path: pathlib.Path) -> None:
     async def scenario() -> tuple[list[bool], int, int]:
         sup = Supervisor(cfg, str(conf))
         sup.actor.use(cfg)
-        await sup.watcher.add(cfg.units[UNIT], cfg.settings.interval)
+        await sup.watcher.add([cfg.units[UNIT]], cfg.settings.interval, {})
         write_config(conf, "30s")  # the unit changed: a reload removes it and adds it again
         # two SIGHUPs in a row: the second reload must not see the first one half done
         results = await asyncio.gather(sup.reload(), sup.reload())

@@ -505,6 +505,24 @@ def test_persistent_gave_up_rearms_on_time() -> None:
     assert emitted == [(1050, ["rearmed"])]
 
 
+@pytest.mark.parametrize("then", [Then.ALERT, Then.RESTART])
+def test_persistent_failing_is_not_alerted_again(then: Then) -> None:
+    """A daemon restart or reload restores what was alerted: no second "failing"."""
+    cfg = unit(probes=(probe(failures=1),), memory=limit(for_cycles=1, then=Then.ALERT),
+               action=then, restart_limit=RestartLimit(restarts=1, within=100.0))
+    state, emitted = run(cfg, [(1000, ACTIVE), (1001, bad()), (1002, ACTIVE), (1003, bad()),
+                               (1004, over())])
+    alerts = [a for _, actions in emitted for a in actions if a not in ("restart",)]
+    assert alerts == (["failing", "limit"] if then is Then.ALERT
+                      else ["failing", "gave_up", "limit"])
+    assert state.gave_up is (then is Then.RESTART)
+    back = from_persistent(cfg, json.loads(json.dumps(to_persistent(state))), 1010.0)
+    _, emitted = run(cfg, [(1010, ACTIVE), (1011, bad()), (1012, over())], back)
+    assert emitted == []
+    _, emitted = run(cfg, [(1010, ACTIVE), (1011, ok())], back)
+    assert emitted == [(1011, ["recovered"])]  # the alerted failure ends with its recovery
+
+
 def test_persistent_gave_up_without_time_rearms_from_now() -> None:
     cfg = unit()
     state = from_persistent(cfg, {"gave_up": True}, 1000.0)
