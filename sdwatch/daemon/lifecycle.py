@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Coroutine
+from typing import TYPE_CHECKING, Any, Coroutine
 
 from sdwatch import exits, policy
 from sdwatch import state as state_file
@@ -45,6 +45,8 @@ class Supervisor:
         self.actor = Actor(self.watcher.bus, self.watches, self.observe, self.spawn)
         self.publisher = Publisher()
         self._reloading = asyncio.Lock()
+        self.reload_ok, self.reload_at = True, time.time()
+        self.server: Any = None  # serve.httpd.Server, made in run()
 
     async def run(self) -> int:
         """Connect, watch, and serve until SIGTERM/SIGINT; return the exit status."""
@@ -67,6 +69,7 @@ class Supervisor:
         self.spawn(self._ticker(), "ticker")
         self.spawn(self._watchdog(), "watchdog")
         self._write_status()
+        await self._serve()
         self.notify.ready(self._status_line())
         log.info("watching %d units (%s)", len(self.watches), ", ".join(self.watches) or "none")
         await self.stopping.wait()
@@ -82,6 +85,8 @@ class Supervisor:
         await asyncio.gather(*self.background, return_exceptions=True)
         self._save_state()
         self._write_status()
+        if self.server is not None:
+            await self.server.close()
         self.actor.close()
         await self.watcher.bus.close()
 
@@ -175,9 +180,11 @@ class Supervisor:
             for message in exc.messages:
                 log.error("reload: %s", message)
             log.error("reload failed: keeping the configuration in force")
+            self.reload_ok = False
             self.notify.ready(self._status_line())
             return False
         old, self.cfg = self.cfg, new
+        self.reload_ok, self.reload_at = True, time.time()
         kept = changed = 0
         for name in list(self.watches):
             if name not in new.units:
@@ -195,6 +202,9 @@ class Supervisor:
                                        state_file.load(self._state_path).get(name))
         self.actor.use(new)
         self._save_state()
+        if (new.settings.listen, new.settings.token_file, new.settings.runtime_dir) != (
+                old.settings.listen, old.settings.token_file, old.settings.runtime_dir):
+            await self._serve()
         self.publisher.changed(health_changed=True)  # a new snapshot at the next tick
         log.info("reloaded: %d units (%d unchanged, %d changed)", len(self.watches), kept,
                  changed)
@@ -209,6 +219,23 @@ class Supervisor:
 
     def _status_line(self) -> str:
         return status_line(self.watches, time.time())
+
+    # -- the API (sdwatch.serve) ------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        from sdwatch import serve
+
+        if self.server is not None:
+            await self.server.close()
+        self.server = await serve.start(self)
+
+    def command(self, name: str, command: str) -> Health:
+        """Carry out an administrator's command (policy.COMMANDS) on a watched unit; return
+        its health after it."""
+        log.log(NOTICE, "%s: %s requested", name, command)
+        self.observe(name, policy.Requested(command))
+        w = self.watches[name]
+        return policy.health(w.cfg, w.state, time.time())
 
     def _save_state(self) -> None:
         data = {n: policy.to_persistent(w.state) for n, w in self.watches.items()}

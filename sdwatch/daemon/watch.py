@@ -15,7 +15,7 @@ from sdwatch import policy, resources
 from sdwatch.link import Link
 from sdwatch.snapshot import Failure, LimitRun, ProbeRun
 from sdwatch.states import RESOURCES
-from sdwatch.systemd import Change, SystemdUnavailable, UnitError
+from sdwatch.systemd import Change, SystemdUnavailable, UnitError, UnitInfo
 
 if TYPE_CHECKING:
     from sdwatch.config import ProbeConfig, UnitConfig
@@ -39,6 +39,8 @@ class Watch:
     probes: dict[str, ProbeRun] = field(default_factory=dict)  # last run per probe
     limits: dict[str, LimitRun] = field(default_factory=dict)  # last reading per resource
     last_sample: resources.UnitSample | None = None
+    info: UnitInfo | None = None  # systemd's last full answer about the unit
+    runs: dict[str, tuple[int, int]] = field(default_factory=dict)  # probe -> (runs, failed)
     tasks: list[asyncio.Task] = field(default_factory=list)
 
 
@@ -138,6 +140,7 @@ class Watcher:
         if w is None:
             return
         w.result, w.main_pid, w.control_group = info.result, info.main_pid, info.control_group
+        w.info = info
         if not observe:
             return
         w.seen = (info.active_state, info.sub_state, info.main_pid)
@@ -159,6 +162,8 @@ class Watcher:
                    else before.last_failure if before else None)
         w.probes[probe.name] = ProbeRun(result.ok, result.outcome.value, result.reason,
                                         result.duration, now, dict(result.metrics), failure)
+        runs, failed = w.runs.get(probe.name, (0, 0))
+        w.runs[probe.name] = (runs + 1, failed + (not result.ok))
         self._observe(name, policy.ProbeObserved(probe.name, result.ok, result.reason))
 
     async def _limits_once(self, name: str) -> None:
