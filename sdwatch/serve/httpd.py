@@ -3,9 +3,11 @@
 h11 parses; this module owns sockets, limits and deadlines.  A client gets ``REQUEST_TIMEOUT``
 seconds to send a whole request (slow headers are cut off), ``MAX_HEAD`` bytes of request
 line and headers, ``MAX_BODY`` bytes of body and ``IDLE_TIMEOUT`` seconds between requests on
-a kept-alive connection; at most ``MAX_CONNECTIONS`` are open at once (more are closed at
-accept).  Garbage gets a 400 and the connection is closed.  Handlers are plain functions of a
-``Request`` that must not block: they run on the loop between the daemon's own jobs.
+a kept-alive connection; at most ``MAX_CONNECTIONS`` are open at once: a new one takes the
+place of the oldest that has waited ``EVICT_AFTER`` seconds for its request (idle clients
+cannot lock others out for long), or is closed at accept.  Garbage gets a 400 and the
+connection is closed.  Handlers are plain functions of a ``Request`` that must not block:
+they run on the loop between the daemon's own jobs.
 
 On TCP bound to a loopback address, a request whose Host header is not a loopback name is
 refused (421): a web page elsewhere cannot reach the API through DNS rebinding.
@@ -35,6 +37,7 @@ WRITE_TIMEOUT = 10.0
 MAX_HEAD = 16 * 1024
 MAX_BODY = 4 * 1024
 MAX_CONNECTIONS = 64
+EVICT_AFTER = 1.0  # an idle connection may be closed for a new one after this long
 _LOOPBACK_NAMES = ("localhost", "localhost.")
 
 
@@ -81,6 +84,8 @@ class Server:
         self.handler = handler
         self.servers: list[asyncio.AbstractServer] = []
         self.connections: set[asyncio.Task] = set()
+        # connections waiting for a request: (writer, since when), oldest first
+        self.waiting: dict[asyncio.Task, tuple[asyncio.StreamWriter, float]] = {}
         self.loopback_only = False
         self.refused = 0  # connections closed at accept because too many were open
 
@@ -136,11 +141,20 @@ class Server:
                peer: Peer) -> None:
         if len(self.connections) >= MAX_CONNECTIONS:
             self.refused += 1
-            writer.transport.abort()
-            return
+            oldest = next(iter(self.waiting), None)
+            now = asyncio.get_running_loop().time()
+            if oldest is None or now - self.waiting[oldest][1] < EVICT_AFTER:
+                writer.transport.abort()
+                return
+            self.waiting.pop(oldest)[0].transport.abort()
+            oldest.cancel()
         task = asyncio.get_running_loop().create_task(self._serve(reader, writer, peer))
         self.connections.add(task)
-        task.add_done_callback(self.connections.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.connections.discard(task)
+        self.waiting.pop(task, None)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      peer: Peer) -> None:
@@ -148,6 +162,9 @@ class Server:
         try:
             first = True
             while True:
+                me = asyncio.current_task()
+                assert me is not None
+                self.waiting[me] = (writer, asyncio.get_running_loop().time())
                 try:
                     # a whole request within REQUEST_TIMEOUT; between requests, IDLE_TIMEOUT
                     async with asyncio.timeout(REQUEST_TIMEOUT if first else IDLE_TIMEOUT):
@@ -157,6 +174,8 @@ class Server:
                 except _BadRequest as exc:
                     await self._send(conn, writer, text(exc.status, exc.message), close=True)
                     return
+                finally:
+                    self.waiting.pop(me, None)
                 if request is None:
                     return
                 response = self._guard(request)

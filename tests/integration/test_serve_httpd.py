@@ -157,6 +157,12 @@ def test_thousands_of_idle_connections_leak_nothing(tmp_path: pathlib.Path,
         await asyncio.sleep(0.2)
         assert len(server.connections) <= httpd.MAX_CONNECTIONS
         assert server.refused > 0
+        # idle clients cannot lock others out: a new request takes an idle one's place
+        await asyncio.sleep(httpd.EVICT_AFTER)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await exchange(reader, writer, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                ).startswith(b"HTTP/1.1 200 ")
+        writer.close()
         # every idle connection is closed by the server within the request deadline
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
