@@ -3,11 +3,9 @@ the status page, /metrics, the status JSON and control.  ``start`` wires it to a
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
-log = logging.getLogger("sdwatch")
 SOCKET_NAME = "sdwatch.sock"
 
 
@@ -20,11 +18,14 @@ async def start(sup: Any) -> Any:
     """Serve ``sup`` (a daemon.Supervisor) as its settings say; return the httpd.Server.
 
     A socket that cannot be made is logged, not fatal: watching matters more than serving."""
+    import logging
+
     from sdwatch.config import listen_address
     from sdwatch.serve.api import Api
     from sdwatch.serve.httpd import Server
     from sdwatch.serve.live import Live
 
+    log = logging.getLogger("sdwatch")
     settings = sup.cfg.settings
     path = socket_path(settings.runtime_dir)
     token = ""
