@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 from typing import Any
-from urllib.parse import quote
 
 TIMEOUT = 5.0
 
@@ -28,7 +27,9 @@ def request(path: str, method: str = "GET", sock_path: str = "/run/sdwatch/sdwat
             s.connect(sock_path)
         except OSError as exc:
             raise Unreachable(f"{sock_path}: {exc.strerror or exc}") from None
-        s.sendall(f"{method} {quote(path)} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        # unit names are letters, digits and ":_.-@\\" (states.py): only "\\" needs escaping
+        target = path.replace("%", "%25").replace("\\", "%5C").replace(" ", "%20")
+        s.sendall(f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
                   "Content-Length: 0\r\n\r\n".encode())
         chunks = []
         while True:

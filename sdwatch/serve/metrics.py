@@ -10,19 +10,14 @@ never a probe's target, reason or anything read from a secret.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from sdwatch.schedule import LATENESS_BOUNDS as LATENESS_BUCKETS
 from sdwatch.states import Health
 from sdwatch.status import Snapshot
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # node_exporter's unitStatesName: one series per state, 1 for the current one
@@ -53,6 +48,9 @@ class Facts:
 
 def render(snap: Snapshot, facts: Facts) -> bytes:
     """Given a snapshot and the daemon's counters, return the exposition text."""
+    # imported on the first scrape: prometheus_client is most of the API's memory (3.5 MiB)
+    from prometheus_client import CollectorRegistry, generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(snap, facts))
     return generate_latest(registry)
@@ -63,6 +61,8 @@ class _Collector:
         self.snap, self.facts = snap, facts
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         facts = self.facts
         info = GaugeMetricFamily("sdwatch_build_info", "sdwatch's version; always 1.",
                                  labels=["version"])
@@ -82,6 +82,8 @@ class _Collector:
         yield from self._probes()
 
     def _lateness(self) -> Metric:
+        from prometheus_client.core import HistogramMetricFamily
+
         hist = HistogramMetricFamily("sdwatch_schedule_lateness_seconds",
                                      "How late scheduled probes and checks started.")
         counts = self.facts.lateness_buckets or (0,) * (len(LATENESS_BUCKETS) + 1)
@@ -91,6 +93,8 @@ class _Collector:
         return hist
 
     def _units(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         facts = self.facts
         state = GaugeMetricFamily("node_systemd_unit_state",
                                   "systemd unit state (ActiveState), 1 for the current one.",
@@ -135,6 +139,8 @@ class _Collector:
         yield from (state, health, gave_up, unmonitored, by_us, by_systemd, memory, cpu, tasks)
 
     def _probes(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         labels = ["unit", "probe", "kind"]
         success = GaugeMetricFamily("probe_success", "Whether the probe's last run succeeded.",
                                     labels=labels)
