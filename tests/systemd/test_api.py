@@ -71,6 +71,8 @@ def test_cli_over_the_socket_and_control(daemon, memcached) -> None:  # noqa: F8
     wait_for(lambda: SOCK.exists(), what="the API socket")
     wait_for(lambda: api_json("/api/v1/units/memcached.service").get("health") == "healthy",
              timeout=15, what="memcached healthy over the API")
+    wait_for(lambda: api_json("/api/v1/units/memcached.service")["probes"][0]["last"],
+             what="a probe result over the API")
     r = sdwatch("status", "--json", "--config", str(CONFIG))
     data = json.loads(r.stdout)
     assert r.returncode == 0 and data["daemon"]["path"] == str(SOCK)  # answered by the daemon
