@@ -99,6 +99,46 @@ def run(
     raise typer.Exit(daemon.main(cfg, config))
 
 
+def _command(unit: str, command: str, config: Optional[str]) -> None:
+    """Hand ``command`` for ``unit`` to the running daemon over its socket."""
+    from sdwatch import serve
+    from sdwatch.serve.client import Unreachable, request
+
+    cfg = _load_config(config)
+    path = serve.socket_path(cfg.settings.runtime_dir)
+    try:
+        code, data = request(f"/api/v1/units/{unit}/{command}", "POST", path)
+    except Unreachable as exc:
+        _fail(f"the sdwatch daemon does not answer ({exc}): is it running? "
+              "(systemctl status sdwatch)", exits.UNREACHABLE)
+    if code == 202:
+        typer.echo(f"{unit}: {command} requested, now {data.get('health')}")
+        return
+    why = data.get("error") if isinstance(data, dict) else str(data).strip()
+    _fail(f"{unit}: {why}", exits.USAGE if code == 404 else exits.FAILED)
+
+
+@app.command("restart")
+def restart_cmd(unit: str = typer.Argument(..., help="A unit the daemon watches."),
+                config: Optional[str] = _config_option()) -> None:
+    """Have the daemon restart UNIT now (through systemd), even after it gave up."""
+    _command(unit, "restart", config)
+
+
+@app.command("monitor")
+def monitor_cmd(unit: str = typer.Argument(..., help="A unit the daemon watches."),
+                config: Optional[str] = _config_option()) -> None:
+    """Re-arm UNIT: the daemon acts on it again after it gave up or was unmonitored."""
+    _command(unit, "monitor", config)
+
+
+@app.command("unmonitor")
+def unmonitor_cmd(unit: str = typer.Argument(..., help="A unit the daemon watches."),
+                  config: Optional[str] = _config_option()) -> None:
+    """Have the daemon stop acting on UNIT (it keeps showing its status) until monitor."""
+    _command(unit, "unmonitor", config)
+
+
 @app.command()
 def reload(
     pid: int = typer.Option(..., "--pid", help="The daemon's PID ($MAINPID in ExecReload=)."),

@@ -66,13 +66,47 @@ class Settings:
     grace: Duration = Duration(30.0)  # the longest a (re)start may take to answer every probe
     stop_budget: Duration = Duration(STOP_BUDGET)  # then SIGKILL a restarted unit's cgroup
     state_dir: str = "/var/lib/sdwatch"
-    runtime_dir: str = "/run/sdwatch"
+    runtime_dir: str = "/run/sdwatch"  # also holds the API socket, sdwatch.sock
+    listen: str = ""  # also serve the API over TCP, e.g. "127.0.0.1:9184"; off by default
+    token_file: str = ""  # a 0600 file whose first line lets TCP clients restart/monitor
 
     def __post_init__(self) -> None:
         _positive("interval", self.interval)
         _positive("timeout", self.timeout)
         _positive("stop_budget", self.stop_budget)
         _at_least_one("failures", self.failures)
+        if self.listen:
+            try:
+                listen_address(self.listen)
+            except ValueError as exc:
+                raise SpecError("listen", str(exc)) from None
+        if self.token_file:
+            from sdwatch.probes.mysql import check_password_file
+
+            try:
+                check_password_file(self.token_file)
+            except ValueError as exc:
+                raise SpecError("token_file", str(exc).replace("password file", "token file")
+                                ) from None
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """Given "HOST:PORT" ("[::1]:PORT" for IPv6), return (host, port); raise ValueError.
+
+    HOST must be an IP address: a name could resolve to a public address some day."""
+    import ipaddress
+
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"{text!r} is not HOST:PORT with an IP address "
+                         '(e.g. "127.0.0.1:9184" or "[::1]:9184")') from None
+    if not sep or not 0 < number < 65536:
+        raise ValueError(f"{text!r}: the port must be 1-65535")
+    return host, number
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,14 @@ class Tick:
 
 
 @dataclass(frozen=True)
+class Requested:
+    """An administrator's command: "restart" now, "monitor" (re-arm: ends gave-up and
+    unmonitored) or "unmonitor"."""
+
+    command: str  # one of COMMANDS
+
+
+@dataclass(frozen=True)
 class Restart:
     """Restart through systemd.  ``kill_first``: SIGKILL the cgroup before; ``stop_budget``:
     SIGKILL it if the stop has not completed after that many seconds (None: wait for systemd).
@@ -127,7 +135,9 @@ class ActionFinished:
     error: str = ""
 
 
-Observation = Union[ProbeObserved, LimitObserved, SystemdObserved, ActionFinished, Tick]
+Observation = Union[ProbeObserved, LimitObserved, SystemdObserved, ActionFinished, Tick,
+                    Requested]
+COMMANDS = ("restart", "monitor", "unmonitor")
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,9 @@ def step(cfg: UnitConfig, state: UnitState, obs: Observation,
     """Given a unit's config and state, one observation and the time, return the new state and
     the actions to execute in order."""
     state, out = _maybe_rearm(cfg, state, now)
+    if isinstance(obs, Requested):
+        state, more = _on_request(cfg, state, obs, now)
+        return state, out + more
     silent = state.unmonitored  # rule: unmonitored units only keep their status up to date
     if state.pending_until is not None and now >= state.pending_until:
         state, more = _react(cfg, replace(state, pending_until=None), now)
@@ -377,6 +390,32 @@ def _maybe_rearm(cfg: UnitConfig, state: UnitState, now: float) -> tuple[UnitSta
     elif _failing(state) and state.active_state in ("active", ""):
         state, more = _apply(cfg, state, cfg.action, "still failing when re-armed", now)
     return state, out + more
+
+
+def _on_request(cfg: UnitConfig, state: UnitState, obs: Requested,
+                now: float) -> tuple[UnitState, list[Do]]:
+    """An administrator's command is carried out even when sdwatch gave up or unmonitors the
+    unit: a person asked.  A restart counts as sdwatch's but not toward the restart limit."""
+    if obs.command == "unmonitor":
+        if state.unmonitored:
+            return state, []
+        return replace(state, unmonitored=True), [Unmonitor("unmonitored on request")]
+    if obs.command == "monitor":
+        if not (state.unmonitored or state.gave_up):
+            return state, []
+        state = replace(state, unmonitored=False, gave_up_at=None, restarts=(),
+                        probes=tuple(replace(p, history=(), failures=0, failing=False)
+                                     for p in state.probes),
+                        limits=tuple(replace(lim, over_for=0, tripped=False)
+                                     for lim in state.limits))
+        return state, [Alert("rearmed", f"{cfg.name}: monitored again on request")]
+    if obs.command == "restart":
+        state = replace(_fresh_start(cfg, state, now), total_restarts=state.total_restarts + 1,
+                        pending_until=now + max(cfg.grace, PENDING_TIMEOUT),
+                        pending_started=False)
+        do: list[Do] = [ResetFailed()] if state.result == "start-limit-hit" else []
+        return state, [*do, Restart(kill_first=cfg.kill_first, reason="restart on request")]
+    return state, []
 
 
 def _react(cfg: UnitConfig, state: UnitState, now: float, stop_job: bool = False,

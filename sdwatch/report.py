@@ -50,18 +50,20 @@ def run(units: Sequence[str] = (), all_units: bool = False, as_json: bool = Fals
     except ConfigError as exc:
         sys.stderr.write("".join(f"{m}\n" for m in exc.messages))
         return exits.USAGE
-    try:
-        sd = Systemd()
-    except SystemdUnavailable as exc:
-        sys.stderr.write(f"sdwatch: {exc}\n")
-        return exits.UNREACHABLE
-    try:
-        snap = status.collect(sd, cfg, units, all_units)
-    except SystemdError as exc:  # unreachable, or a listing refused
-        sys.stderr.write(f"sdwatch: {exc}\n")
-        return exits.UNREACHABLE
-    finally:
-        sd.close()
+    snap = None if all_units or cfg.zero_config else from_daemon(cfg, units)
+    if snap is None:
+        try:
+            sd = Systemd()
+        except SystemdUnavailable as exc:
+            sys.stderr.write(f"sdwatch: {exc}\n")
+            return exits.UNREACHABLE
+        try:
+            snap = status.collect(sd, cfg, units, all_units)
+        except SystemdError as exc:  # unreachable, or a listing refused
+            sys.stderr.write(f"sdwatch: {exc}\n")
+            return exits.UNREACHABLE
+        finally:
+            sd.close()
     if summary:
         sys.stdout.write(status.render_summary(snap))
     elif as_json:
@@ -71,6 +73,30 @@ def run(units: Sequence[str] = (), all_units: bool = False, as_json: bool = Fals
     else:
         sys.stdout.write(status.render_text(snap))
     return exits.OK if snap.healthy else exits.UNHEALTHY
+
+
+def from_daemon(cfg, units: Sequence[str] = ()):  # -> status.Snapshot | None
+    """The running daemon's live report over its socket (one round trip, no D-Bus), for
+    the named units or all it watches; None when no daemon answers or it does not watch one
+    of them (the caller then asks systemd itself)."""
+    import dataclasses
+
+    from sdwatch import serve, status
+    from sdwatch.serve.client import Unreachable, request
+
+    try:
+        code, data = request("/api/v1/status", sock_path=serve.socket_path(
+            cfg.settings.runtime_dir))
+        snap = status.from_json(data) if code == 200 else None
+    except (Unreachable, ValueError):
+        return None
+    if snap is None or not units:
+        return snap
+    by_name = {u.name: u for u in snap.units}
+    if any(name not in by_name for name in units):
+        return None
+    return dataclasses.replace(snap, units=tuple(by_name[n] for n in dict.fromkeys(units)),
+                               selection="units named on the command line")
 
 
 def plain_args(argv: Sequence[str]) -> dict | None:

@@ -11,12 +11,15 @@ late runs started.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import random
 from typing import Awaitable, Callable
 
 KEEP = 5000  # recent lateness samples kept
 SLOT = 0.1  # seconds: first runs start on this grid
+# upper bounds (seconds) of the lateness histogram served as a Prometheus metric
+LATENESS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Schedules:
@@ -26,6 +29,8 @@ class Schedules:
         self.due: dict[str, float] = {}  # job -> loop time by which it must have run again
         self.late: list[float] = []  # recent start lateness, seconds
         self.runs = 0
+        self.late_counts = [0] * (len(LATENESS_BOUNDS) + 1)  # per bound, then above them all
+        self.late_sum = 0.0
 
     async def every(self, key: str, interval: float, slack: float,
                     job: Callable[[], Awaitable[None]]) -> None:
@@ -54,6 +59,8 @@ class Schedules:
 
     def _record(self, seconds: float) -> None:
         self.runs += 1
+        self.late_counts[bisect.bisect_left(LATENESS_BOUNDS, seconds)] += 1
+        self.late_sum += seconds
         self.late.append(seconds)
         if len(self.late) > 2 * KEEP:
             del self.late[:KEEP]
@@ -61,6 +68,14 @@ class Schedules:
     def overdue(self, now: float, grace: float) -> list[str]:
         """Jobs that should have run again more than ``grace`` seconds before ``now``."""
         return [k for k, t in self.due.items() if now > t + grace]
+
+    def histogram(self) -> tuple[tuple[int, ...], float]:
+        """Cumulative run counts per LATENESS_BOUNDS and +Inf, and the sum of lateness."""
+        total, out = 0, []
+        for count in self.late_counts:
+            total += count
+            out.append(total)
+        return tuple(out), self.late_sum
 
     def lateness(self) -> dict[str, float | int | None]:
         """Runs so far and the median and 99th percentile of recent start lateness, in ms."""

@@ -98,7 +98,7 @@ class DaemonInfo:
     """Whether ``sdwatch run`` is running, and its snapshot when it is."""
 
     running: bool | None  # None: cannot be known (its runtime directory is unreadable)
-    path: str  # of its status.json
+    path: str  # where it was read: its status.json, or its API socket
     pid: int | None = None
     status: str = ""
     updated_at: float | None = None
@@ -165,7 +165,7 @@ def collect(sd: Systemd, config: Config, names: Sequence[str] = (), all_units: b
                 raise UnitError(problem)
             info = sd.unit_info(name, rows.get(name), brief=True)
         except UnitError as exc:
-            units.append(_missing(name, str(exc), name in config.units))
+            units.append(missing_unit(name, str(exc), name in config.units))
             continue
         sample = None
         if info.control_group and info.active_state in ("active", "reloading", "deactivating",
@@ -173,7 +173,7 @@ def collect(sd: Systemd, config: Config, names: Sequence[str] = (), all_units: b
             sample = resources.sample_unit(info.control_group, info.main_pid, info.cpu_usage_nsec,
                                            info.memory_current)
         seen = daemon.snapshot.unit(name) if daemon.snapshot else None
-        units.append(_with_daemon(_unit_status(info, sample, config), seen))
+        units.append(with_daemon(unit_status(info, sample, config), seen))
     return Snapshot(generated_at=time.time(), system=resources.sample_system(),
                     units=tuple(units), config_files=config.files, selection=how,
                     daemon=daemon)
@@ -204,8 +204,9 @@ def read_daemon(runtime_dir: str) -> DaemonInfo:
     return DaemonInfo(True, path, snap.pid, snap.status, snap.updated_at, snapshot=snap)
 
 
-def _with_daemon(u: UnitStatus, seen: UnitView | None) -> UnitStatus:
-    """Add what the running daemon knows of a unit: probe results, its verdict, restarts."""
+def with_daemon(u: UnitStatus, seen: UnitView | None) -> UnitStatus:
+    """Given a unit as systemd shows it and the daemon's view of it, add what the daemon
+    knows: probe results, its verdict, restarts."""
     if seen is None:
         return u
     probes = tuple(dataclasses.replace(p, last=seen.probe(p.name) or p.last)
@@ -228,11 +229,21 @@ def _probe_target(probe: ProbeConfig) -> str:
     for name in fields:
         value = getattr(probe.spec, name, None)
         if value:
-            return value if isinstance(value, str) else " ".join(map(str, value))
+            return _without_password(value if isinstance(value, str) else
+                                     " ".join(map(str, value)))
     return ""
 
 
-def _unit_status(info: UnitInfo, sample: UnitSample | None, config: Config) -> UnitStatus:
+def _without_password(target: str) -> str:
+    """A URL's password never leaves the machine: status is also served over the API."""
+    scheme, sep, rest = target.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if sep and at and ":" in userinfo and "/" not in userinfo:
+        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+    return target
+
+
+def unit_status(info: UnitInfo, sample: UnitSample | None, config: Config) -> UnitStatus:
     now = time.time()
     health = judge_health(info.active_state, info.sub_state, info.load_state)
     uptime = None
@@ -266,7 +277,7 @@ def _unit_status(info: UnitInfo, sample: UnitSample | None, config: Config) -> U
         configured=unit_cfg is not None, probes=probes, problem=problem, collected_at=now)
 
 
-def _missing(name: str, why: str, configured: bool) -> UnitStatus:
+def missing_unit(name: str, why: str, configured: bool) -> UnitStatus:
     return UnitStatus(
         name=name, description="", health=Health.MISSING, load_state="not-found",
         active_state="inactive", sub_state="dead", result="", unit_file_state="", main_pid=0,
@@ -409,3 +420,44 @@ def to_json(snap: Snapshot) -> JSON:
 
 def _plural(n: int, one: str, many: str | None = None) -> str:
     return one if n == 1 else (many or one + "s")
+
+
+def from_json(data: object) -> Snapshot:
+    """Given what ``to_json`` returned (e.g. by the daemon over its socket), return the
+    Snapshot; raise ValueError when it is not that document."""
+    from sdwatch.snapshot import Failure, LimitView, ProbeView
+
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ValueError(f"not a {SCHEMA} document")
+    try:
+        units = []
+        for d in data["units"]:
+            d = dict(d)
+            d["health"] = Health(d["health"])
+            probes = []
+            for p in d.get("probes", ()):
+                p = dict(p)
+                last, failure = p.pop("last", None), p.pop("last_failure", None)
+                view = None
+                if last or failure:
+                    last = last or {}
+                    view = ProbeView(p["name"], last.get("ok"), last.get("outcome"),
+                                     last.get("reason", ""), last.get("duration"),
+                                     last.get("at"), last_failure=Failure.from_json(failure))
+                probes.append(ProbeStatus(**p, last=view))
+            d["probes"] = tuple(probes)
+            d["last_failure"] = Failure.from_json(d.get("last_failure"))
+            d["limits"] = tuple(LimitView.from_json(k, v)
+                                for k, v in (d.get("limits") or {}).items())
+            units.append(UnitStatus(**d))
+        system = dict(data["system"])
+        system["load"] = tuple(system["load"])
+        daemon = data.get("daemon") or {}
+        info = DaemonInfo(daemon.get("running"), daemon.get("path", ""), daemon.get("pid"),
+                          daemon.get("status", ""), daemon.get("updated_at"),
+                          daemon.get("last_pid"), daemon.get("problem", "")) if daemon else None
+        return Snapshot(generated_at=data["generated_at"], system=SystemSample(**system),
+                        units=tuple(units), config_files=tuple(data.get("config_files", ())),
+                        selection=data.get("selection", ""), daemon=info)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"bad {SCHEMA} document: {exc}") from None

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Coroutine
+from typing import TYPE_CHECKING, Any, Coroutine
 
 from sdwatch import exits, policy, reloading
 from sdwatch import state as state_file
@@ -45,6 +45,8 @@ class Supervisor:
         self.actor = Actor(self.watcher.bus, self.watches, self.observe, self.spawn)
         self.publisher = Publisher()
         self._reloading = asyncio.Lock()
+        self.reload_ok, self.reload_at = True, time.time()
+        self.server: Any = None  # serve.httpd.Server, made in run()
 
     async def run(self) -> int:
         """Connect, watch, and serve until SIGTERM/SIGINT; return the exit status."""
@@ -66,6 +68,7 @@ class Supervisor:
                      self.config_path or "/etc/sdwatch/sdwatch.toml")
         self.spawn(self._ticker(), "ticker")
         self._write_status()
+        await self._serve()
         self.notify.ready(self._status_line())
         names = list(self.watches)
         log.info("watching %d units (%s%s)", len(names), ", ".join(names[:10]) or "none",
@@ -83,6 +86,8 @@ class Supervisor:
         await asyncio.gather(*self.background, return_exceptions=True)
         self._save_state()
         self._write_status()
+        if self.server is not None:
+            await self.server.close()
         self.actor.close()
         await self.watcher.bus.close()
 
@@ -192,8 +197,10 @@ class Supervisor:
             for message in exc.messages:
                 log.error("reload: %s", message)
             log.error("reload failed: keeping the configuration in force")
+            self.reload_ok = False
             return False, tuple(exc.messages) or ("invalid configuration",)
         old, self.cfg = self.cfg, new
+        self.reload_ok, self.reload_at = True, time.time()
         saved: dict[str, object] = {}  # the state of a changed unit carries over
         kept = 0
         for name in list(self.watches):
@@ -212,6 +219,9 @@ class Supervisor:
                                new.settings.interval, saved)
         self.actor.use(new)
         self._save_state()
+        if (new.settings.listen, new.settings.token_file, new.settings.runtime_dir) != (
+                old.settings.listen, old.settings.token_file, old.settings.runtime_dir):
+            await self._serve()
         self.publisher.changed(health_changed=True)  # a new snapshot at the next tick
         log.info("reloaded: %d units (%d unchanged, %d changed)", len(self.watches), kept,
                  changed)
@@ -225,6 +235,23 @@ class Supervisor:
 
     def _status_line(self) -> str:
         return status_line(self.watches, time.time())
+
+    # -- the API (sdwatch.serve) ------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        from sdwatch import serve
+
+        if self.server is not None:
+            await self.server.close()
+        self.server = await serve.start(self)
+
+    def command(self, name: str, command: str) -> Health:
+        """Carry out an administrator's command (policy.COMMANDS) on a watched unit; return
+        its health after it."""
+        log.log(NOTICE, "%s: %s requested", name, command)
+        self.observe(name, policy.Requested(command))
+        w = self.watches[name]
+        return policy.health(w.cfg, w.state, time.time())
 
     def _save_state(self) -> None:
         data = {n: policy.to_persistent(w.state) for n, w in self.watches.items()}

@@ -51,6 +51,8 @@ class Watch:
     probes: dict[str, ProbeRun] = field(default_factory=dict)  # last run per probe
     limits: dict[str, LimitRun] = field(default_factory=dict)  # last reading per resource
     last_sample: resources.UnitSample | None = None
+    info: UnitInfo | None = None  # systemd's last full answer about the unit
+    runs: dict[str, tuple[int, int]] = field(default_factory=dict)  # probe -> (runs, failed)
     tasks: list[asyncio.Task] = field(default_factory=list)
     unreadable: str = ""  # why systemd's view of the unit could not be read ("" once read)
 
@@ -127,6 +129,7 @@ class Watcher:
             log.debug("%s: cannot read its state: %s", name, w.unreadable)
             return
         w.unreadable = ""
+        w.info = info
         if w.seen != ("", "", 0) and not newest:
             # a signal came after our subscription: it is the newer truth about the state
             w.control_group = w.control_group or info.control_group
@@ -243,6 +246,7 @@ class Watcher:
         w.result, w.main_pid, w.control_group = info.result, info.main_pid, info.control_group
         if info.active_enter_monotonic:
             w.since = _wall_clock(info.active_enter_monotonic)
+        w.info = info
         if not observe:
             return
         w.unreadable = ""
@@ -263,6 +267,8 @@ class Watcher:
                    else before.last_failure if before else None)
         w.probes[probe.name] = ProbeRun(result.ok, result.outcome.value, result.reason,
                                         result.duration, now, dict(result.metrics), failure)
+        runs, failed = w.runs.get(probe.name, (0, 0))
+        w.runs[probe.name] = (runs + 1, failed + (not result.ok))
         self._observe(name, policy.ProbeObserved(probe.name, result.ok, result.reason))
 
     async def _limits_once(self, name: str) -> None:

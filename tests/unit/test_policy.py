@@ -16,6 +16,7 @@ from sdwatch.policy import (
     Alert,
     LimitObserved,
     ProbeObserved,
+    Requested,
     ResetFailed,
     Restart,
     Start,
@@ -678,3 +679,62 @@ def test_exit_by_itself_alert_names_the_result() -> None:
     _, actions = step(cfg, state, EXITED, 10.0)
     assert actions == [Alert("crashed", "app.service exited by itself (success, no stop job)"),
                        Start("app.service exited by itself (success, no stop job)")]
+
+
+def test_request_monitor_rearms_a_unit_that_gave_up() -> None:
+    cfg = unit(restart_limit=RestartLimit(restarts=1, within=100.0, rearm=3600.0,
+                                          then=Then.UNMONITOR), probes=(probe(failures=1),))
+    state, _ = run(cfg, crash_loop([0, 10]))
+    assert health(cfg, state, 11.0) is Health.UNMONITORED and state.gave_up
+    state, actions = step(cfg, state, Requested("monitor"), 12.0)
+    assert [short(a) for a in actions] == ["rearmed"]
+    assert not state.gave_up and not state.unmonitored and state.restarts == ()
+    assert health(cfg, state, 12.0) is Health.HEALTHY
+    # it acts again: the next failure restarts it
+    _, emitted = run(cfg, [(20, bad())], state)
+    assert emitted == [(20, ["failing", "restart"])]
+
+
+def test_request_monitor_ends_unmonitor_by_action() -> None:
+    cfg = unit(action=Then.UNMONITOR, probes=(probe(failures=1),))
+    state, emitted = run(cfg, [(0, ACTIVE), (5, bad())])
+    assert emitted == [(5, ["failing", "unmonitor"])]
+    state, actions = step(cfg, state, Requested("monitor"), 6.0)
+    assert [short(a) for a in actions] == ["rearmed"] and not state.unmonitored
+    assert health(cfg, state, 6.0) is Health.HEALTHY
+
+
+def test_request_monitor_of_a_watched_unit_does_nothing() -> None:
+    cfg = unit()
+    state, _ = run(cfg, [(0, ACTIVE)])
+    assert step(cfg, state, Requested("monitor"), 1.0) == (state, [])
+
+
+def test_request_unmonitor_silences_until_monitored() -> None:
+    cfg = unit(probes=(probe(failures=1),))
+    state, _ = run(cfg, [(0, ACTIVE)])
+    state, actions = step(cfg, state, Requested("unmonitor"), 1.0)
+    assert [short(a) for a in actions] == ["unmonitor"]
+    assert health(cfg, state, 1.0) is Health.UNMONITORED
+    state, emitted = run(cfg, [(2, bad()), (3, crashed())], state)
+    assert emitted == []
+    assert step(cfg, state, Requested("unmonitor"), 4.0) == (state, [])
+
+
+def test_request_restart_happens_even_after_giving_up_and_is_pending() -> None:
+    cfg = unit(restart_limit=RestartLimit(restarts=1, within=100.0), probes=(probe(failures=1),))
+    state, _ = run(cfg, crash_loop([0, 10]))
+    assert state.gave_up
+    state, actions = step(cfg, state, Requested("restart"), 12.0)
+    assert actions == [Restart(kill_first=False, reason="restart on request")]
+    assert state.total_restarts == 2 and state.restarts == (0,)  # not toward the limit
+    assert health(cfg, state, 12.0) is Health.GAVE_UP
+    _, emitted = run(cfg, [(13, ActionFinished(actions[0], True))], state)
+    assert emitted == [(13, ["restarted"])]
+
+
+def test_request_restart_of_a_start_limited_unit_resets_it_first() -> None:
+    cfg = unit()
+    state, _ = run(cfg, [(0, crashed("start-limit-hit"))])
+    _, actions = step(cfg, state, Requested("restart"), 1.0)
+    assert [short(a) for a in actions] == ["reset-failed", "restart"]

@@ -133,7 +133,7 @@ def test_read_daemon_needs_a_live_sdwatch_process(tmp_path) -> None:
 
 
 def test_daemon_snapshot_adds_probe_results_and_its_verdict() -> None:
-    u = status._with_daemon(unit(), seen(DAEMON_UNITS))
+    u = status.with_daemon(unit(), seen(DAEMON_UNITS))
     assert u.health is Health.FAILING and u.problem == "probe memcached: timeout after 1s"
     assert u.restarts_sdwatch == 3
     assert u.probes[0].last.outcome == "timeout"
@@ -147,7 +147,7 @@ def test_daemon_snapshot_adds_probe_results_and_its_verdict() -> None:
 def test_systemd_failure_outranks_the_daemon_verdict() -> None:
     failed = unit(health=Health.FAILED, problem="failed (result: signal)")
     daemon = seen({"memcached.service": {"health": "failing"}})
-    assert status._with_daemon(failed, daemon).health is Health.FAILED
+    assert status.with_daemon(failed, daemon).health is Health.FAILED
 
 
 def test_no_daemon_says_so(tmp_path) -> None:
@@ -216,7 +216,7 @@ def test_the_daemons_limit_readings_are_shown() -> None:
     view = seen({"memcached.service": {"health": "healthy", "limits": {"memory": {
         "value": 3e9, "over": True, "reason": "memory 2.8 GiB above 2.0 GiB", "at": 5.0,
         "over_for": 2, "tripped": False}}}})
-    u = status._with_daemon(unit(), view)
+    u = status.with_daemon(unit(), view)
     text = render_text(snap(u))
     assert ("  limit memory                  memory 2.8 GiB above 2.0 GiB, over for 2 cycles ("
             in text)

@@ -1,0 +1,222 @@
+"""The API's pure parts: routes and who may act, /metrics (judged by promtool), the page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from test_status_render import snap, unit
+
+from sdwatch import status
+from sdwatch.serve import metrics, page
+from sdwatch.serve.api import Api, unit_http_status
+from sdwatch.serve.httpd import Peer, Request
+from sdwatch.snapshot import Failure, ProbeView
+from sdwatch.states import Health
+from sdwatch.status import ProbeStatus
+
+LAST_OK = ProbeView("p", True, "ok", "ok", 0.0007, 1.7e9)
+LAST_BAD = ProbeView("p", False, "timeout", "timeout after 1s", 1.0, 1.7e9,
+                     last_failure=Failure("timeout after 1s", 1.7e9))
+
+
+def units() -> tuple:
+    return (
+        unit("memcached.service", health=Health.FAILING, restarts_sdwatch=3, probes=(
+            ProbeStatus("memcached", "memcached", "127.0.0.1:11211", 5.0, 1.0, 2, LAST_BAD),)),
+        unit("nginx.service", restarts_sdwatch=0, probes=(
+            ProbeStatus("http", "http", "https://admin:***@127.0.0.1/", 5.0, 1.0, 2, LAST_OK),)),
+        unit("worker.service", health=Health.STARTING, active_state="activating",
+             sub_state="start", memory=None, cpu_seconds=None, tasks=None, probes=()),
+        unit("db.service", health=Health.FAILED, active_state="failed", sub_state="failed",
+             problem="failed (result: exit-code)", memory=None, cpu_seconds=None, tasks=None),
+    )
+
+
+@dataclass
+class Source:
+    """A daemon's worth of answers, built by hand; records the commands it is given."""
+
+    snap: status.Snapshot = field(default_factory=lambda: snap(*units()))
+    commands: list = field(default_factory=list)
+
+    def snapshot(self) -> status.Snapshot:
+        return self.snap
+
+    def facts(self) -> metrics.Facts:
+        return metrics.Facts(
+            version="0.1.0", started_at=1.7e9, reload_at=1.7e9,
+            probes={("memcached.service", "memcached"): metrics.ProbeCounts(10, 4)},
+            gave_up={"memcached.service": True}, unmonitored={},
+            lateness_buckets=(1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3), lateness_sum=0.02)
+
+    def command(self, name: str, command: str) -> Health | None:
+        if name not in [u.name for u in self.snap.units]:
+            return None
+        self.commands.append((name, command))
+        return Health.STARTING
+
+
+ROOT = Peer(tcp=False, uid=0, pid=1)
+USER = Peer(tcp=False, uid=1000, pid=2)
+TCP = Peer(tcp=True, address="127.0.0.1")
+
+
+def call(api: Api, method: str, path: str, peer: Peer = ROOT, **headers: str):
+    return api(Request(method, path, {}, {k.lower(): v for k, v in headers.items()}, b"", peer))
+
+
+def families(body: bytes) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
+def sample(fams: dict, metric: str, **labels: str) -> float:
+    family = next(f for f in fams.values() if any(s.name == metric for s in f.samples))
+    return next(s.value for s in family.samples
+                if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_metrics_use_the_names_prometheus_users_query() -> None:
+    source = Source()
+    fams = families(metrics.render(source.snapshot(), source.facts()))
+    assert sample(fams, "node_systemd_unit_state", name="db.service", state="failed") == 1
+    assert sample(fams, "node_systemd_unit_state", name="db.service", state="active") == 0
+    assert sample(fams, "probe_success", unit="memcached.service", probe="memcached",
+                  kind="memcached") == 0
+    assert sample(fams, "probe_success", unit="nginx.service", probe="http", kind="http") == 1
+    assert sample(fams, "probe_duration_seconds", unit="nginx.service") == 0.0007
+    assert sample(fams, "sdwatch_probe_failures_total", unit="memcached.service") == 4
+    assert sample(fams, "sdwatch_probe_runs_total", unit="memcached.service") == 10
+    assert sample(fams, "sdwatch_unit_restarts_total", name="memcached.service") == 3
+    assert sample(fams, "node_systemd_service_restart_total", name="nginx.service") == 2
+    assert sample(fams, "sdwatch_unit_health", name="memcached.service", health="failing") == 1
+    assert sample(fams, "sdwatch_unit_health", name="memcached.service", health="healthy") == 0
+    assert sample(fams, "sdwatch_unit_gave_up", name="memcached.service") == 1
+    assert sample(fams, "sdwatch_unit_memory_bytes", name="nginx.service") == 3 << 20
+    assert sample(fams, "sdwatch_schedule_lateness_seconds_count") == 3
+    assert sample(fams, "sdwatch_build_info", version="0.1.0") == 1
+    # a unit without a cgroup has no memory series, and a probe without a result no success
+    assert not [s for s in fams["sdwatch_unit_memory_bytes"].samples
+                if s.labels["name"] == "worker.service"]
+
+
+def test_metrics_carry_no_target_or_reason() -> None:
+    source = Source()
+    body = metrics.render(source.snapshot(), source.facts()).decode()
+    for secret in ("admin", "127.0.0.1", "timeout after"):
+        assert secret not in body
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus)")
+def test_metrics_pass_promtool_check_metrics() -> None:
+    source = Source()
+    body = metrics.render(source.snapshot(), source.facts())
+    out = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout + out.stderr == b""  # no lint warnings either
+
+
+def test_status_is_the_status_json_document() -> None:
+    source = Source()
+    r = call(Api(source), "GET", "/api/v1/status", USER)
+    assert r.status == 200 and r.content_type == "application/json"
+    assert json.loads(r.body) == json.loads(json.dumps(status.to_json(source.snap)))
+    assert r.body.count(b"timeout after 1s") >= 1
+
+
+def test_status_json_round_trips() -> None:
+    doc = status.to_json(snap(*units()))
+    assert status.to_json(status.from_json(json.loads(json.dumps(doc)))) == doc
+    with pytest.raises(ValueError):
+        status.from_json({"schema": "sdwatch.status/1", "units": [{"name": 1}]})
+    with pytest.raises(ValueError):
+        status.from_json({"schema": "other"})
+
+
+@pytest.mark.parametrize(("name", "code"), [("nginx.service", 200), ("worker.service", 429),
+                                            ("memcached.service", 503), ("db.service", 503),
+                                            ("nope.service", 404)])
+def test_unit_status_code_is_for_load_balancers(name: str, code: int) -> None:
+    r = call(Api(Source()), "GET", f"/api/v1/units/{name}", TCP)
+    assert r.status == code
+    if code != 404:
+        assert json.loads(r.body)["name"] == name
+
+
+def test_unit_http_status_for_every_health() -> None:
+    assert {h: unit_http_status(h) for h in (Health.HEALTHY, Health.STARTING,
+                                             Health.FAILING)} == {
+        Health.HEALTHY: 200, Health.STARTING: 429, Health.FAILING: 503}
+    assert all(unit_http_status(h) in (200, 429, 503) for h in Health)
+
+
+def test_commands_from_root_on_the_socket() -> None:
+    source = Source()
+    r = call(Api(source), "POST", "/api/v1/units/memcached.service/monitor", ROOT)
+    assert r.status == 202 and json.loads(r.body) == {
+        "unit": "memcached.service", "command": "monitor", "health": "starting"}
+    assert source.commands == [("memcached.service", "monitor")]
+
+
+@pytest.mark.parametrize(("peer", "headers"), [
+    (USER, {}), (TCP, {}), (TCP, {"Authorization": "Bearer wrong"}),
+    (TCP, {"Authorization": "Basic c2VjcmV0"}), (TCP, {"Authorization": "Bearer "})])
+def test_commands_refused_without_root_or_token(peer: Peer, headers: dict) -> None:
+    source = Source()
+    for api in (Api(source), Api(source, token="s3cret")):
+        r = call(api, "POST", "/api/v1/units/memcached.service/restart", peer, **headers)
+        assert r.status == 403
+    assert source.commands == []
+
+
+def test_commands_with_the_token_over_tcp() -> None:
+    source = Source()
+    api = Api(source, token="s3cret")
+    r = call(api, "POST", "/api/v1/units/nginx.service/restart", TCP,
+             Authorization="Bearer s3cret")
+    assert r.status == 202
+    r = call(api, "POST", "/api/v1/units/nope.service/restart", TCP,
+             Authorization="Bearer s3cret")
+    assert r.status == 404
+    assert source.commands == [("nginx.service", "restart")]
+
+
+def test_unknown_routes_commands_and_methods() -> None:
+    api = Api(Source())
+    assert call(api, "GET", "/nope").status == 404
+    assert call(api, "POST", "/api/v1/units/nginx.service/explode").status == 404
+    r = call(api, "GET", "/api/v1/units/nginx.service/restart")
+    assert r.status == 405 and ("allow", "POST") in r.headers
+    assert call(api, "DELETE", "/metrics").status == 405
+    assert call(api, "POST", "/api/v1/units/nginx.service").status == 405
+
+
+def test_page_shows_every_unit_health_and_is_self_contained() -> None:
+    r = call(Api(Source()), "GET", "/", TCP)
+    html = r.body.decode()
+    assert r.status == 200 and r.content_type.startswith("text/html")
+    for name, health in (("memcached.service", "failing"), ("nginx.service", "healthy"),
+                         ("worker.service", "starting"), ("db.service", "failed")):
+        assert f'data-unit="{name}" data-health="{health}"' in html
+    assert "timeout after 1s" in html and "3 by sdwatch" in html
+    assert 'http-equiv="refresh"' in html and 'name="viewport"' in html
+    assert "http://" not in html and "https://" not in html.replace("***@127.0.0.1", "")
+    assert "<script" not in html
+
+
+def test_page_escapes_what_it_shows() -> None:
+    hostile = unit("x.service", problem="<script>alert(1)</script>")
+    html = page.render(snap(hostile)).decode()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_status_hides_passwords_in_probe_urls() -> None:
+    from sdwatch.status import _without_password
+
+    assert _without_password("https://admin:pw@host/x") == "https://admin:***@host/x"
+    assert _without_password("http://host/a@b") == "http://host/a@b"
+    assert _without_password("127.0.0.1:11211") == "127.0.0.1:11211"
