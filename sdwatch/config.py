@@ -231,6 +231,61 @@ def config_paths(path: str | None = None) -> list[str]:
     return found
 
 
+@dataclass
+class _Tables:
+    """What the files hold, merged, with the file each part came from."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    settings_origin: dict[str, str] = field(default_factory=dict)
+    units: dict[str, tuple[str, Any]] = field(default_factory=dict)  # name -> (file, table)
+    alert: dict[str, Any] = field(default_factory=dict)
+    alert_origin: dict[str, str] = field(default_factory=dict)  # "email[1]" -> its file
+
+
+def _read_tables(files: list[str], errors: list[str]) -> _Tables:
+    """Given the config files in order, return their merged tables; problems go to ``errors``."""
+    tables = _Tables()
+    for file in files:
+        try:
+            with open(file, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            errors.append(f"{file}: cannot read: {exc.strerror}")
+            continue
+        except tomllib.TOMLDecodeError as exc:
+            errors.append(f"{file}: TOML syntax error: {exc}")
+            continue
+        _merge_file(file, data, tables, errors)
+    return tables
+
+
+def _merge_file(file: str, data: Mapping[str, Any], tables: _Tables, errors: list[str]) -> None:
+    for key in data:
+        if key not in ("sdwatch", "unit", "alert"):
+            errors.append(f"{file}: {join('', key)}: unknown table "
+                          "(allowed: alert, sdwatch, unit)")
+    if isinstance(data.get("alert"), Mapping):
+        _merge_alert(data["alert"], file, tables.alert, tables.alert_origin)
+    elif "alert" in data:
+        errors.append(f"{file}: alert: expected a table")
+    if isinstance(data.get("sdwatch"), Mapping):
+        for key, value in data["sdwatch"].items():
+            tables.settings[key] = value
+            tables.settings_origin[key] = file
+    elif "sdwatch" in data:
+        errors.append(f"{file}: sdwatch: expected a table")
+    units = data.get("unit", {})
+    if not isinstance(units, Mapping):
+        errors.append(f"{file}: unit: expected tables like [unit.\"nginx.service\"]")
+        return
+    for name, table in units.items():
+        if name in tables.units:
+            errors.append(f"{file}: {join('unit', name)}: already defined in "
+                          f"{tables.units[name][0]}")
+            continue
+        tables.units[name] = (file, table)
+
+
 def load(path: str | None = None) -> Config:
     """Read, validate and return the configuration; raise ConfigError listing every problem.
 
@@ -244,45 +299,9 @@ def load(path: str | None = None) -> Config:
     main = explicit or DEFAULT_PATH
     if not files and os.path.isdir(main):  # not "no configuration": a mistake to name
         raise ConfigError([f"{main}: a directory without sdwatch.toml or conf.d/*.toml"])
-    settings_data: dict[str, Any] = {}
-    settings_origin: dict[str, str] = {}
-    unit_tables: dict[str, tuple[str, Any]] = {}
-    alert_data: dict[str, Any] = {}
-    alert_origin: dict[str, str] = {}  # "reminder" or "email[1]" -> the file it came from
-    for file in files:
-        try:
-            with open(file, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as exc:
-            errors.append(f"{file}: cannot read: {exc.strerror}")
-            continue
-        except tomllib.TOMLDecodeError as exc:
-            errors.append(f"{file}: TOML syntax error: {exc}")
-            continue
-        for key in data:
-            if key not in ("sdwatch", "unit", "alert"):
-                errors.append(f"{file}: {join('', key)}: unknown table "
-                              "(allowed: alert, sdwatch, unit)")
-        if isinstance(data.get("alert"), Mapping):
-            _merge_alert(data["alert"], file, alert_data, alert_origin)
-        elif "alert" in data:
-            errors.append(f"{file}: alert: expected a table")
-        if isinstance(data.get("sdwatch"), Mapping):
-            for key, value in data["sdwatch"].items():
-                settings_data[key] = value
-                settings_origin[key] = file
-        elif "sdwatch" in data:
-            errors.append(f"{file}: sdwatch: expected a table")
-        units = data.get("unit", {})
-        if not isinstance(units, Mapping):
-            errors.append(f"{file}: unit: expected tables like [unit.\"nginx.service\"]")
-            continue
-        for name, table in units.items():
-            if name in unit_tables:
-                errors.append(f"{file}: {join('unit', name)}: already defined in "
-                              f"{unit_tables[name][0]}")
-                continue
-            unit_tables[name] = (file, table)
+    tables = _read_tables(files, errors)
+    settings_data, settings_origin = tables.settings, tables.settings_origin
+    alert_data, alert_origin, unit_tables = tables.alert, tables.alert_origin, tables.units
 
     settings = Settings()
     try:

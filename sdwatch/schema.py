@@ -75,18 +75,7 @@ def convert(hint: Any, value: object, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        options = [a for a in args if a is not type(None)]
-        if value is None and len(options) < len(args):
-            return None
-        errors: list[SpecError] = []
-        for option in options:
-            try:
-                return convert(option, value, key)
-            except SpecError as exc:
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]  # keeps the deeper key, e.g. cpu.for
-        raise SpecError(key, "; or ".join(e.message for e in errors))
+        return _convert_union(args, value, key)
     if hint is Any:
         return value
     if origin in (dict, Mapping, collections.abc.Mapping):
@@ -115,6 +104,27 @@ def convert(hint: Any, value: object, key: str) -> Any:
         return hint(value)
     if dataclasses.is_dataclass(hint):
         return build(hint, value, key)
+    return _convert_scalar(hint, value, key)
+
+
+def _convert_union(args: tuple[Any, ...], value: object, key: str) -> Any:
+    """The first option of a union that takes ``value``; None where the union allows it."""
+    options = [a for a in args if a is not type(None)]
+    if value is None and len(options) < len(args):
+        return None
+    errors: list[SpecError] = []
+    for option in options:
+        try:
+            return convert(option, value, key)
+        except SpecError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]  # keeps the deeper key, e.g. cpu.for
+    raise SpecError(key, "; or ".join(e.message for e in errors))
+
+
+def _convert_scalar(hint: Any, value: object, key: str) -> Any:
+    """bool, int, float or str, strictly (TOML's true is no number, 1 no boolean)."""
     if hint is bool:
         if not isinstance(value, bool):
             raise SpecError(key, f"expected true or false, got {_describe(value)}")

@@ -257,29 +257,7 @@ async def _login(spec: Spec) -> Mapping[str, Metric]:
         sock.settimeout(budget)
 
         def work() -> tuple[str, int, Any]:
-            # Built here, not on the loop: construction is not free.  ssl_disabled without
-            # tls: newer PyMySQL would otherwise load the system CA store (~60 ms) on every
-            # attempt, and fall back to plain text quietly.
-            conn = _guarded_connection()(
-                host=spec.target.host, ssl=tls, ssl_disabled=tls is None,
-                user=spec.user, password=password, defer_connect=True,
-                connect_timeout=budget, read_timeout=budget, write_timeout=budget,
-            )
-            conn.auth_guard = guard
-            conn.connect(sock)
-            try:
-                conn.ping(reconnect=False)
-                row = None
-                if spec.query is not None:
-                    with conn.cursor() as cursor:
-                        cursor.execute(spec.query)
-                        row = cursor.fetchone()
-                return conn.get_server_info(), conn.thread_id(), row
-            finally:
-                try:
-                    conn.close()  # COM_QUIT: a polite goodbye
-                except Exception:  # noqa: BLE001 - the socket may already be gone
-                    pass
+            return _session(sock, spec, password, tls, guard, budget)
 
         def interrupt() -> None:
             try:
@@ -304,6 +282,35 @@ async def _login(spec: Spec) -> Mapping[str, Metric]:
         value = row[0]
         metrics["query_result"] = value if isinstance(value, (int, float, str)) else str(value)
     return metrics
+
+
+def _session(sock: socket.socket, spec: Spec, password: str, tls: ssl.SSLContext | None,
+             guard: AuthGuard, budget: float) -> tuple[str, int, Any]:
+    """Log in over ``sock`` (blocking, in a thread), ping, run the query; return the server's
+    version, the connection id and the query's first row."""
+    # Built here, not on the loop: construction is not free.  ssl_disabled without tls: newer
+    # PyMySQL would otherwise load the system CA store (~60 ms) on every attempt, and fall back
+    # to plain text quietly.
+    conn = _guarded_connection()(
+        host=spec.target.host, ssl=tls, ssl_disabled=tls is None,
+        user=spec.user, password=password, defer_connect=True,
+        connect_timeout=budget, read_timeout=budget, write_timeout=budget,
+    )
+    conn.auth_guard = guard
+    conn.connect(sock)
+    try:
+        conn.ping(reconnect=False)
+        row = None
+        if spec.query is not None:
+            with conn.cursor() as cursor:
+                cursor.execute(spec.query)
+                row = cursor.fetchone()
+        return conn.get_server_info(), conn.thread_id(), row
+    finally:
+        try:
+            conn.close()  # COM_QUIT: a polite goodbye
+        except Exception:  # noqa: BLE001 - the socket may already be gone
+            pass
 
 
 @functools.cache
