@@ -17,7 +17,7 @@ import random
 from typing import Awaitable, Callable
 
 KEEP = 5000  # recent lateness samples kept
-SLOT = 0.1  # seconds: first runs start on this grid
+SLOT = 0.5  # seconds: first runs start on this grid (or the interval's, if shorter)
 # upper bounds (seconds) of the lateness histogram served as a Prometheus metric
 LATENESS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -41,8 +41,10 @@ class Schedules:
         """
         loop = asyncio.get_running_loop()
         # a random first run spreads jobs over their interval, on a grid of SLOT seconds so
-        # that jobs due together wake the loop once: a wake-up costs more than a probe
-        at = math.ceil((loop.time() + random.uniform(0, min(interval, 1.0))) / SLOT) * SLOT
+        # that jobs due together wake the loop once: a wake-up costs more than a probe, and
+        # replies to probes sent together are mostly read in one wake-up too
+        slot = min(SLOT, interval)
+        at = math.ceil((loop.time() + random.uniform(0, min(interval, 1.0))) / slot) * slot
         try:
             while True:
                 self.due[key] = at + interval + slack

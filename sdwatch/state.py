@@ -29,8 +29,8 @@ def write_json_atomic(path: str, data: Any, mode: int = 0o644, durable: bool = T
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1 if durable else None, sort_keys=durable)
-            f.write("\n")
+            # dumps, not dump: only the one-shot encoder is C (dump's is Python, ~10x slower)
+            f.write(json.dumps(data, indent=1 if durable else None, sort_keys=durable) + "\n")
             f.flush()
             if durable:
                 os.fsync(f.fileno())

@@ -5,6 +5,11 @@ header (magic 0x81, opcode NOOP, status 0, our opaque).  With ``stats = true`` o
 ``stats_max``/``stats_min`` limit it sends the text command ``stats`` instead and reports
 every numeric field as a metric; a limit "curr_connections=900" fails the check when the
 field is above (max) or below (min) the number.
+
+The NOOP is sent over a kept connection when one is idle and younger than FRESH seconds
+(a new connection costs most of a probe's CPU): a failure on a kept connection is never
+the verdict, the NOOP is retried once over a new connection within the same deadline, and
+a connection that did not complete a clean exchange is closed, never kept.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import time
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Optional
 
 from sdwatch.probes import net
-from sdwatch.probes.base import CheckFailed, Metric, ProtocolError, stage
+from sdwatch.probes.base import CheckFailed, Metric, ProbeError, ProtocolError, stage
 from sdwatch.probes.limits import check, number, parse_limits
 from sdwatch.schema import SpecError
 
@@ -24,6 +30,9 @@ from sdwatch.schema import SpecError
 HEADER = struct.Struct(">BBHBBHIIQ")
 REQUEST_MAGIC, RESPONSE_MAGIC, OP_NOOP = 0x80, 0x81, 0x0A
 MAX_STATS_BYTES = 64 * 1024
+FRESH = 30.0  # seconds: a kept connection older than this is replaced by a new one
+KEEP = 4  # idle kept connections per address, at most
+_kept: dict[net.Address, list[tuple[net.SocketStream, float]]] = {}  # idle, with birth time
 
 
 class Header(NamedTuple):
@@ -108,9 +117,9 @@ class Spec:
 
 async def probe(spec: Spec) -> Mapping[str, Metric]:
     """Given a Spec, NOOP (or fetch stats and apply limits); return metrics; raise ProbeError."""
+    if not (spec.stats or spec.stats_max or spec.stats_min):
+        return await _noop_kept(spec.target)
     async with net.connect(spec.target, limit=MAX_STATS_BYTES) as (reader, writer):
-        if not (spec.stats or spec.stats_max or spec.stats_min):
-            return await _noop(reader, writer)
         stage("waiting for stats")
         writer.write(b"stats\r\n")
         data = await _read_stats(reader)
@@ -138,6 +147,45 @@ async def _read_stats(reader: asyncio.StreamReader) -> bytes:
         if len(data) > MAX_STATS_BYTES:
             raise ProtocolError(f"stats reply exceeds {MAX_STATS_BYTES} bytes")
     return data
+
+
+async def _noop_kept(target: net.Address) -> Mapping[str, Metric]:
+    """NOOP over an idle kept connection if there is one, else (or when that fails) over a
+    new one; keep the connection after a clean exchange."""
+    idle = _kept.setdefault(target, [])
+    while idle:
+        stream, born = idle.pop()
+        if time.monotonic() - born >= FRESH:
+            stream.abort()  # prove now and then that the server still accepts connections
+            continue
+        try:
+            metrics = await _noop(stream, stream)
+        except ProbeError:
+            stream.abort()  # stale (e.g. the server restarted): the new connection decides
+            break
+        except BaseException:
+            stream.abort()  # cancelled mid-exchange: a late reply must not reach the next NOOP
+            raise
+        _keep(target, stream, born)
+        return metrics
+    stage(f"connecting to {target}")
+    stream = net.SocketStream(await net.connect_socket(target), MAX_STATS_BYTES)
+    born = time.monotonic()
+    try:
+        metrics = await _noop(stream, stream)
+    except BaseException:
+        stream.abort()
+        raise
+    _keep(target, stream, born)
+    return metrics
+
+
+def _keep(target: net.Address, stream: net.SocketStream, born: float) -> None:
+    idle = _kept.setdefault(target, [])
+    if len(idle) < KEEP:
+        idle.append((stream, born))
+    else:
+        stream.abort()
 
 
 async def _noop(reader: asyncio.StreamReader,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 
 import pytest
 
@@ -43,6 +44,36 @@ def test_memcached_stopped_times_out(memcached: servers.Server) -> None:
     with memcached.stopped():
         assert_timeout(probe("memcached", {"address": memcached.address}, 0.5), 0.5)
     assert probe("memcached", {"address": memcached.address}).ok
+
+
+def test_memcached_noop_keeps_its_connection(memcached: servers.Server) -> None:
+    def connections() -> int:
+        return probe("memcached", {"address": memcached.address, "stats": True}).metrics[
+            "total_connections"]
+
+    before = connections()
+    for _ in range(3):
+        assert probe("memcached", {"address": memcached.address}).ok
+    # one connection for the second stats call, at most one for the three NOOPs
+    assert connections() - before <= 2
+
+
+def test_memcached_restarted_is_not_failed_by_a_kept_connection(tmp_path) -> None:
+    binary, port = servers.require("memcached", "memcached"), servers.free_port()
+    argv = [binary, *(["-u", "root"] if os.geteuid() == 0 else []), "-l", "127.0.0.1",
+            "-p", str(port), "-U", "0", "-m", "16"]
+    address = f"127.0.0.1:{port}"
+    for _ in range(2):  # the second server inherits a connection kept to the first
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            servers.wait_until(servers.accepts(("127.0.0.1", port)), 10, "memcached", proc,
+                               tmp_path / "none.log")
+            assert probe("memcached", {"address": address}).ok
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert probe("memcached", {"address": address}, 0.5).outcome is Outcome.CONNECT
 
 
 def test_tcp_against_memcached_send_expect(memcached: servers.Server) -> None:
