@@ -101,6 +101,8 @@ bench: deps
 	bench/stack
 	bench/scale
 	bench/endurance
+	bench/api
+	bench/compare
 
 clean:
 	rm -rf .venv build dist *.egg-info .sdtest
