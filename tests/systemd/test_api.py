@@ -126,8 +126,12 @@ def test_token_lets_tcp_clients_act(daemon, memcached, tmp_path) -> None:  # noq
 
 
 def test_hostile_clients_leave_the_daemon_on_schedule(daemon, memcached) -> None:  # noqa: F811
-    daemon(listen() + MEMCACHED, watchdog="2s")
+    # stats: a new connection each time, where a NOOP keeps one (it would count as an fd here)
+    fresh = MEMCACHED.replace('kind = "memcached", ', 'kind = "memcached", stats = true, ')
+    daemon(listen() + fresh, watchdog="2s")
     wait_for(lambda: SOCK.exists(), what="the API socket")
+    # healthy: the memcached probe has passed, so the connection it keeps is open already
+    wait_for(lambda: get("/api/v1/units/memcached.service")[0] == 200, what="healthy")
     pid = main_pid(DAEMON)
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     held = []
