@@ -159,4 +159,5 @@ def test_drain_drops_what_systemd_sent_unasked(sd, make_unit) -> None:
     sd.unit_info(noise)  # a call reads what is waiting while it waits for its reply
     dropped = sd.drain()
     assert dropped > 20
-    assert sd.drain() == 0
+    # a late signal (the unit collected after its last job) may still come; then nothing
+    wait_for(lambda: sd.drain() == 0, what="nothing left waiting")
