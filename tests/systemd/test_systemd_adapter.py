@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
+from nobody import run_as_nobody
 from sdcheck import show, wait_for
 
 from sdwatch.systemd import Systemd, UnitError, object_path
@@ -114,9 +113,7 @@ def test_manager_refusals_are_our_errors(sd) -> None:
     code = ("import sys\nfrom sdwatch.systemd import Refused, Systemd\n"
             "with Systemd() as sd:\n    try:\n        sd.reload_daemon()\n"
             "    except Refused as exc:\n        sys.exit(f'refused: {exc}')\n")
-    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                        sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    r = run_as_nobody(code)
     assert r.returncode == 1 and r.stderr.startswith("refused: Reload: "), r.stderr
     # a template cannot be loaded: systemd refuses any listing that names it
     info = sd.units_info(["no slash/allowed.service", "sdw-template@.service",

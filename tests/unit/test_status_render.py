@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 
 import pytest
 
@@ -158,31 +157,15 @@ def test_no_daemon_says_so(tmp_path) -> None:
 
 
 def as_nobody(code: str) -> str:
-    """Run python ``code`` as user nobody (this test runs as root) or as this non-root user;
-    return its output.  The package is copied where nobody can read it (a checkout under
-    /root is not), and run by the real interpreter (a venv's path may be unreadable too)."""
-    import os
+    """Run python ``code`` as user nobody (this test runs as root); return its output."""
     import shutil
-    import subprocess
-    import sys
-    import tempfile
 
-    prefix = []
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("needs setpriv to drop root")
-        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    package = pathlib.Path(__file__).resolve().parents[2] / "sdwatch"
-    with tempfile.TemporaryDirectory(prefix="sdwatch-nobody-") as copy:
-        os.chmod(copy, 0o755)
-        shutil.copytree(package, f"{copy}/sdwatch",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        for root, dirs, files in os.walk(copy):
-            for name in dirs + files:
-                os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
-        r = subprocess.run([*prefix, os.path.realpath(sys.executable), "-c", code],
-                           capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "PYTHONPATH": copy}, check=True)
+    from nobody import run_as_nobody
+
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv to drop root")
+    r = run_as_nobody(code)
+    assert r.returncode == 0, r.stderr
     return r.stdout
 
 
