@@ -279,7 +279,7 @@ def init(
     config: Optional[str] = _config_option(),
 ) -> None:
     """Propose a config for the services running now, from systemd and /proc (no probing)."""
-    from sdwatch import discover
+    from sdwatch import discover, machine
     from sdwatch.config import ConfigError, load
 
     logins = {}
@@ -297,7 +297,7 @@ def init(
         _fail("the current configuration is invalid, fix it first:\n" + str(exc), exits.USAGE)
     sd = _connect()
     try:
-        plan = discover.plan(discover.read_services(sd, exclude=skipped), logins, skipped)
+        plan = discover.plan(machine.read_services(sd, exclude=skipped), logins, skipped)
     finally:
         sd.close()
     problems = discover.check_text(plan.text)

@@ -1,76 +1,22 @@
-"""What ``sdwatch init`` proposes: running services recognised from what systemd and /proc show.
+"""What ``sdwatch init`` proposes for the services running now, from their facts.
 
-Facts (:class:`Service`: its processes' executables and command lines, the TCP and unix
-sockets they listen on, the unit's memory) are read by :func:`read_services` and nothing
-else here does I/O; nothing is ever probed or connected to while discovering.  From facts,
-:func:`recognise` proposes the probe that speaks the service's protocol, and :func:`render`
-writes the commented TOML.  Secrets are never guessed: a login is proposed only for the
-password files the caller names (``--login``).
+From a :class:`~sdwatch.machine.Service` (read by :mod:`sdwatch.machine`), :func:`recognise`
+proposes the probe that speaks the service's protocol and :func:`render` writes the
+commented TOML; both are pure.  Secrets are never guessed: a login is proposed only for the
+password files the caller names (``--login``).  :func:`check_text` and :func:`write_new` are
+the command's two file operations.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
-if TYPE_CHECKING:
-    from sdwatch.systemd import Systemd
+from sdwatch.machine import Listener, Service
 
 MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Process:
-    """One process of a unit's cgroup: executable (resolved), argv (may be rewritten by the
-    program, as puma and redis do) and kernel name."""
-
-    pid: int
-    exe: str
-    argv: tuple[str, ...] = ()
-    comm: str = ""
-
-    @property
-    def names(self) -> frozenset[str]:
-        """Every name the process goes by: executable, comm, argv[0] and its first word."""
-        names = {os.path.basename(self.exe), self.comm}
-        if self.argv:
-            names.add(os.path.basename(self.argv[0]))
-            names.add(os.path.basename(self.argv[0].split(" ", 1)[0]))
-        return frozenset(n for n in names if n)
-
-
-@dataclass(frozen=True)
-class Listener:
-    """A listening socket: ``tcp`` with host (IP literal) and port, or ``unix`` with a path."""
-
-    kind: Literal["tcp", "unix"]
-    host: str  # IP address, or the socket path
-    port: int = 0
-
-    def __str__(self) -> str:
-        if self.kind == "unix":
-            return self.host
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def local(self) -> str:
-        """Where to connect from this machine: a wildcard listener becomes loopback."""
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class Service:
-    """What was seen of one running service."""
-
-    unit: str
-    description: str = ""
-    processes: tuple[Process, ...] = ()
-    listeners: tuple[Listener, ...] = ()
-    memory: Optional[int] = None  # bytes, the cgroup's charge
 
 
 @dataclass(frozen=True)
@@ -370,88 +316,6 @@ def render(proposals: Iterable[Proposal], unrecognised: Iterable[Service],
 def _comment(text: str) -> str:
     """A TOML comment line; control characters (a newline in a path) are shown escaped."""
     return "# " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-# -- reading facts (I/O: /proc and systemd, nothing else) -----------------------------------
-
-
-def _unmap(host: str) -> str:
-    """::ffff:127.0.0.1 -> 127.0.0.1 (a v4 address on a v6 socket)."""
-    return host[7:] if host.startswith("::ffff:") and "." in host else host
-
-
-def listeners_of(connections: Iterable[object]) -> list[Listener]:
-    """Given psutil connections of a process, return the sockets it listens on: TCP in
-    LISTEN, and stream unix sockets bound to a path (abstract "@name" sockets are left out:
-    nothing outside can name them in a config)."""
-    import psutil
-
-    out = []
-    for c in connections:
-        family, kind, laddr = (getattr(c, "family", None), getattr(c, "type", None),
-                               getattr(c, "laddr", None))
-        if family == socket.AF_UNIX:
-            if kind == socket.SOCK_STREAM and isinstance(laddr, str) and laddr.startswith("/"):
-                out.append(Listener("unix", laddr))
-        elif getattr(c, "status", "") == psutil.CONN_LISTEN and laddr:
-            out.append(Listener("tcp", _unmap(laddr[0]), laddr[1]))
-    return out
-
-
-def read_process(pid: int) -> tuple[Process, list[Listener]] | None:
-    """Return a process's executable, argv and comm, and the sockets it listens on in our
-    network namespace (a service in another one cannot be probed from here anyway), or None
-    if it is gone."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            argv, comm = tuple(proc.cmdline()), proc.name()
-            try:
-                exe = proc.exe()
-            except psutil.AccessDenied:
-                exe = ""  # not ours to see
-            # psutil >= 6 names it net_connections; 5.9 (Debian 12) only connections
-            connections = getattr(proc, "net_connections", None) or proc.connections
-            listening = listeners_of(connections(kind="all"))
-    except psutil.Error:  # gone (or a zombie) meanwhile
-        return None
-    return Process(pid, exe, argv, comm), listening
-
-
-def service_facts(unit: str, description: str, pids: Iterable[int],
-                  memory: int | None) -> Service:
-    """Given a unit's cgroup PIDs, read its processes and their listening sockets."""
-    processes, listeners = [], []
-    for pid in sorted(pids):
-        seen = read_process(pid)
-        if seen is not None:
-            processes.append(seen[0])
-            listeners += seen[1]
-    unique = tuple(dict.fromkeys(listeners))
-    return Service(unit, description, tuple(processes), unique, memory)
-
-
-def read_services(sd: Systemd, exclude: Iterable[str] = ()) -> Iterator[Service]:
-    """Given a sdwatch.systemd.Systemd, yield the facts of every running service, except
-    the units in ``exclude``."""
-    from sdwatch.resources import cgroup_memory, cgroup_pids
-    from sdwatch.systemd import UnitError
-
-    skip = set(exclude)
-    for summary in sd.list_units(("service",), states=("running",)):
-        if summary.name in skip:
-            continue
-        try:
-            info = sd.unit_info(summary.name, summary)
-        except UnitError:
-            continue  # gone meanwhile
-        if not info.control_group:
-            continue
-        memory = cgroup_memory(info.control_group)
-        yield service_facts(summary.name, summary.description, cgroup_pids(info.control_group),
-                            memory if memory is not None else info.memory_current)
 
 
 def parse_login(text: str) -> tuple[str, Login]:

@@ -9,19 +9,19 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sdwatch import checks, config, discover
+from sdwatch import checks, config, discover, machine
 
 from . import servers
 
 pytestmark = pytest.mark.integration
 
 
-def facts(unit: str, *procs) -> discover.Service:
+def facts(unit: str, *procs) -> machine.Service:
     pids = set()
     for proc in procs:
         pids.add(proc.pid)
         pids.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
-    return discover.service_facts(unit, "", pids, None)
+    return machine.service_facts(unit, "", pids, None)
 
 
 def test_discovered_stack_validates_and_its_probes_pass(
