@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Mapping, Optional
 from sdwatch.machine import Listener, Service
 
 MiB = 1024 * 1024
+Pairs = tuple[tuple[str, object], ...]  # a probe's keys and values, in order
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Proposal:
 
     unit: str
     what: str  # "Redis", "nginx", ...
-    probes: tuple[tuple[tuple[str, object], ...], ...]  # each an ordered list of key = value
+    probes: tuple[Pairs, ...]
     notes: tuple[str, ...] = ()  # comments, TODOs
     memory_above: Optional[str] = None
     seen: str = ""
@@ -97,81 +98,64 @@ def _unix(service: Service, pattern: str = r".") -> list[Listener]:
     return [found[k] for k in sorted(found)]
 
 
-def _login(table: list[tuple[str, object]], login: Login | None) -> None:
-    if login is not None:
-        table += [("user", login.user), ("password_file", login.password_file)]
+def _socket(path: str) -> Pairs:
+    return (("socket", path),)
 
 
-def _mysql(service: Service, names: frozenset[str], words: set[str],
-           logins: Mapping[str, Login]) -> Proposal | None:
-    if not names & {"mariadbd", "mysqld", "mariadb"}:
-        return None
-    unix, tcp = _unix(service, r"\.sock$"), _tcp(service, [3306])
-    if not unix and not tcp:
-        return _no_socket(service, "MariaDB/MySQL")
-    table: list[tuple[str, object]] = [("kind", "mysql")]
-    table.append(("socket", unix[0].host) if unix else ("address", tcp[0].local))
-    _login(table, logins.get("mysql"))
-    notes = () if "mysql" in logins else (
-        "greeting only; for a real login: CREATE USER 'sdwatch'@'localhost' IDENTIFIED BY "
-        "'...'; then add user = \"sdwatch\", password_file = \"/etc/sdwatch/mysql.pass\" "
-        "(mode 0600)",)
-    return Proposal(service.unit, "MariaDB/MySQL", (tuple(table),), notes)
+def _pg_socket(path: str) -> Pairs:
+    """PostgreSQL names its socket directory, and the port when it is not the default."""
+    directory, port = path.rsplit("/.s.PGSQL.", 1)
+    return (("socket", directory),) + ((("port", int(port)),) if int(port) != 5432 else ())
 
 
-def _postgresql(service: Service, names: frozenset[str], words: set[str],
-                logins: Mapping[str, Login]) -> Proposal | None:
-    if "postgres" not in names and "postmaster" not in names:
-        return None
-    unix = _unix(service, r"^\.s\.PGSQL\.\d+$")
-    tcp = _tcp(service, [5432])
-    table: list[tuple[str, object]] = [("kind", "postgresql")]
-    if unix:
-        directory, port = unix[0].host.rsplit("/.s.PGSQL.", 1)
-        table.append(("socket", directory))
-        if int(port) != 5432:
-            table.append(("port", int(port)))
-    elif tcp:
-        table.append(("address", tcp[0].local))
-    else:
-        return _no_socket(service, "PostgreSQL")
-    _login(table, logins.get("postgresql"))
-    notes = () if "postgresql" in logins else (
-        "proves the server accepts connections (as pg_isready); CREATE ROLE sdwatch LOGIN "
-        "keeps the server's log quiet; for a real login add user and password_file",)
-    return Proposal(service.unit, "PostgreSQL", (tuple(table),), notes)
+@dataclass(frozen=True)
+class _Server:
+    """A server known by its process names, probed in its own protocol on its unix socket
+    (the file name matching ``socket``) or else its TCP port (``tcp_first``: the other way)."""
+
+    what: str
+    names: frozenset[str]
+    kind: str  # the probe's, and the logins' key
+    port: int
+    socket: str = r"\.sock$"
+    unix: Callable[[str], Pairs] = _socket
+    tcp_first: bool = False
+    note: str = ""  # shown when no login is given
+
+    def __call__(self, service: Service, names: frozenset[str], words: set[str],
+                 logins: Mapping[str, Login]) -> Proposal | None:
+        if not names & self.names:
+            return None
+        unix, tcp = _unix(service, self.socket), _tcp(service, [self.port])
+        if not unix and not tcp:
+            return _no_socket(service, self.what)
+        if unix and not (tcp and self.tcp_first):
+            table = self.unix(unix[0].host)
+        else:
+            table = (("address", tcp[0].local),)
+        login = logins.get(self.kind)
+        if login is not None:
+            table += (("user", login.user),) if login.user else ()
+            table += (("password_file", login.password_file),)
+        notes = (self.note,) if self.note and login is None else ()
+        return Proposal(service.unit, self.what, ((("kind", self.kind),) + table,), notes)
 
 
-def _redis(service: Service, names: frozenset[str], words: set[str],
-           logins: Mapping[str, Login]) -> Proposal | None:
-    if "redis-server" not in names and "valkey-server" not in names:
-        return None
-    unix, tcp = _unix(service, r"\.sock$"), _tcp(service, [6379])
-    if not unix and not tcp:
-        return _no_socket(service, "Redis")
-    table: list[tuple[str, object]] = [("kind", "redis")]
-    table.append(("socket", unix[0].host) if unix else ("address", tcp[0].local))
-    login = logins.get("redis")
-    if login is not None:
-        if login.user:
-            table.append(("user", login.user))
-        table.append(("password_file", login.password_file))
-    notes = () if login else (
-        "if the server requires a password: password_file = \"/etc/sdwatch/redis.pass\" "
-        "(and user = ... for an ACL user)",)
-    return Proposal(service.unit, "Redis", (tuple(table),), notes)
-
-
-def _memcached(service: Service, names: frozenset[str], words: set[str],
-               logins: Mapping[str, Login]) -> Proposal | None:
-    if "memcached" not in names:
-        return None
-    tcp, unix = _tcp(service, [11211]), _unix(service)
-    if not tcp and not unix:
-        return _no_socket(service, "memcached")
-    table: list[tuple[str, object]] = [("kind", "memcached")]
-    table.append(("address", tcp[0].local) if tcp else ("socket", unix[0].host))
-    return Proposal(service.unit, "memcached", (tuple(table),))
+_SERVERS = (
+    _Server("MariaDB/MySQL", frozenset({"mariadbd", "mysqld", "mariadb"}), "mysql", 3306,
+            note="greeting only; for a real login: CREATE USER 'sdwatch'@'localhost' "
+            "IDENTIFIED BY '...'; then add user = \"sdwatch\", password_file = "
+            "\"/etc/sdwatch/mysql.pass\" (mode 0600)"),
+    _Server("PostgreSQL", frozenset({"postgres", "postmaster"}), "postgresql", 5432,
+            socket=r"^\.s\.PGSQL\.\d+$", unix=_pg_socket,
+            note="proves the server accepts connections (as pg_isready); CREATE ROLE sdwatch "
+            "LOGIN keeps the server's log quiet; for a real login add user and password_file"),
+    _Server("Redis", frozenset({"redis-server", "valkey-server"}), "redis", 6379,
+            note="if the server requires a password: password_file = "
+            "\"/etc/sdwatch/redis.pass\" (and user = ... for an ACL user)"),
+    _Server("memcached", frozenset({"memcached"}), "memcached", 11211, socket=".",
+            tcp_first=True),
+)
 
 
 def _searchd(service: Service, names: frozenset[str], words: set[str],
@@ -197,7 +181,7 @@ def _web(service: Service, names: frozenset[str], words: set[str],
                  if n in names), None)
     if what is None:
         return None
-    probes: list[tuple[tuple[str, object], ...]] = []
+    probes: list[Pairs] = []
     tls = [ln for ln in _tcp(service, [443]) if ln.port in (443, 8443)]
     plain = [ln for ln in _tcp(service, [80]) if ln.port not in (443, 8443)]
     if plain:
@@ -260,7 +244,7 @@ def _no_socket(service: Service, what: str) -> Proposal:
 # each: (facts, every name its processes go by, every word of their argv, logins) -> proposal
 _RULES: tuple[Callable[[Service, frozenset[str], set[str], Mapping[str, Login]],
                        Proposal | None], ...] = (
-    _mysql, _postgresql, _redis, _memcached, _searchd, _web, _app_server)
+    *_SERVERS, _searchd, _web, _app_server)
 
 
 # -- rendering (pure) -----------------------------------------------------------------------

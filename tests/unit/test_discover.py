@@ -101,6 +101,21 @@ def test_postgresql_on_another_port_names_it() -> None:
     assert probes(other) == [{"kind": "postgresql", "socket": "/run/postgresql", "port": 5433}]
 
 
+@pytest.mark.parametrize("service, listeners, probe", [
+    (MARIADB, (Listener("tcp", "0.0.0.0", 3306),), {"kind": "mysql", "address": "127.0.0.1:3306"}),
+    (REDIS, (Listener("unix", "/run/redis/redis.sock"), Listener("tcp", "127.0.0.1", 6379)),
+     {"kind": "redis", "socket": "/run/redis/redis.sock"}),
+    (MEMCACHED, (Listener("unix", "/run/memcached.sock"), Listener("tcp", "127.0.0.1", 11211)),
+     {"kind": "memcached", "address": "127.0.0.1:11211"}),
+    (MEMCACHED, (Listener("unix", "/run/memcached.sock"),),
+     {"kind": "memcached", "socket": "/run/memcached.sock"}),
+])
+def test_servers_prefer_their_usual_socket(service, listeners, probe) -> None:
+    # the databases' unix socket before TCP; memcached's TCP port before a socket
+    assert probes(Service(service.unit, processes=service.processes, listeners=listeners)) == [
+        probe]
+
+
 def test_logins_only_when_given() -> None:
     logins = {"mysql": Login("sdwatch", "/etc/sdwatch/mysql.pass"),
               "redis": Login("", "/etc/sdwatch/redis.pass")}
