@@ -8,7 +8,7 @@ import select
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, ContextManager, Iterator
 
 import pytest
 
@@ -19,34 +19,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "integration: needs real servers started by the tests")
 
 
-@pytest.fixture(scope="session")
-def memcached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
-    with servers.start_memcached(tmp_path_factory.mktemp("memcached")) as server:
-        yield server
+def _server(name: str, start: Callable[[Path], ContextManager[servers.Server]]) -> Callable:
+    """A session fixture called ``name``: the server ``start`` runs in a temp dir of its own."""
+    @pytest.fixture(scope="session", name=name)
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
+        with start(tmp_path_factory.mktemp(name)) as server:
+            yield server
+    return fixture
 
 
-@pytest.fixture(scope="session")
-def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
-    with servers.start_nginx(tmp_path_factory.mktemp("nginx")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
-    with servers.start_mariadb(tmp_path_factory.mktemp("mariadb")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
-    with servers.start_redis(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def postgresql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
-    with servers.start_postgresql(tmp_path_factory.mktemp("postgresql")) as server:
-        yield server
+memcached = _server("memcached", servers.start_memcached)
+nginx = _server("nginx", servers.start_nginx)
+mariadb = _server("mariadb", servers.start_mariadb)
+redis = _server("redis", servers.start_redis)
+postgresql = _server("postgresql", servers.start_postgresql)
 
 
 @pytest.fixture(scope="session")
