@@ -1,8 +1,9 @@
 """The harness leaves the host untouched: whatever runs in it writes to a throw-away overlay.
 
-These run on the host (root), each booting tests/harness/sdtest: MariaDB writes its data, dpkg
-its status, a unit lands in /etc/systemd/system, sdwatch's state in /var/lib/sdwatch; afterwards
-the host's copies are byte-for-byte as before.  Only the checkout is shared read-write.
+These run on the host (root), each booting tests/harness/sdtest: MariaDB and PostgreSQL write
+their data, nginx its temp dirs and log, dpkg its status, a unit lands in /etc/systemd/system,
+sdwatch's state in /var/lib/sdwatch; afterwards the host's copies are byte-for-byte as before.
+Only the checkout is shared read-write.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SDTEST = ROOT / "tests" / "harness" / "sdtest"
-WATCHED = ["/var/lib/mysql", "/var/lib/dpkg/status", "/etc/systemd/system", "/var/lib/sdwatch"]
+# what the services the suites start write to (Debian's units: mariadb, postgresql, nginx)
+WATCHED = ["/var/lib/mysql", "/var/lib/postgresql", "/var/log/postgresql", "/var/lib/nginx",
+           "/var/log/nginx", "/var/lib/dpkg/status", "/etc/systemd/system", "/var/lib/sdwatch"]
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or "SDTEST_NAME" in os.environ,
     reason="boots the harness: needs root, on the host")
 
-# Inside: MariaDB creates a database, dpkg records a selection, a unit is installed and started,
+# Inside: MariaDB and the host's PostgreSQL cluster each create a database, nginx answers a
+# request (its access log), dpkg records a selection, a unit is installed and started,
 # sdwatch's state dir gets a file.  Each step must succeed, or the test proves nothing.
 WRITES = """
 set -euxo pipefail
@@ -36,6 +40,13 @@ systemctl start mariadb.service
 mariadb -e 'CREATE DATABASE sdtest_overlay; CREATE TABLE sdtest_overlay.t (i INT)'
 mariadb -e 'INSERT INTO sdtest_overlay.t VALUES (1)'
 systemctl stop mariadb.service
+PG=$(pg_lsclusters -h | awk 'NR == 1 {print $1 "-" $2}')
+systemctl start "postgresql@$PG.service"
+runuser -u postgres -- psql -qc 'CREATE DATABASE sdtest_overlay'
+systemctl stop "postgresql@$PG.service"
+systemctl start nginx.service
+/usr/bin/python3 -c 'import urllib.request as u; u.urlopen("http://127.0.0.1/", timeout=30)'
+systemctl stop nginx.service
 echo 'memcached hold' | dpkg --set-selections
 dpkg-query -W -f='${Status}' memcached | grep -q '^hold '
 U=/etc/systemd/system/sdtest-overlay.service
@@ -95,7 +106,8 @@ def finish(proc: subprocess.Popen) -> str:
     return out
 
 
-@pytest.mark.skipif(not shutil.which("mariadb"), reason="needs mariadb-server (tests/install-deps)")
+@pytest.mark.skipif(not all(map(shutil.which, ("mariadb", "pg_lsclusters", "nginx"))),
+                    reason="needs mariadb-server, postgresql, nginx (tests/install-deps)")
 def test_writes_inside_never_reach_the_host() -> None:
     with exclusive():
         before = {top: snapshot(top) for top in WATCHED}
