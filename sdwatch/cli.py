@@ -278,7 +278,7 @@ def init(
                                               "(repeatable)."),
     config: Optional[str] = _config_option(),
 ) -> None:
-    """Propose a config for the services running now, from systemd and /proc (no probing)."""
+    """Propose a config for the services running now, from systemd and /proc."""
     from sdwatch import discover, machine
     from sdwatch.config import ConfigError, load
 
@@ -297,7 +297,8 @@ def init(
         _fail("the current configuration is invalid, fix it first:\n" + str(exc), exits.USAGE)
     sd = _connect()
     try:
-        plan = discover.plan(machine.read_services(sd, exclude=skipped), logins, skipped)
+        plan = discover.plan(machine.read_services(
+            sd, exclude=skipped, ask_tls=discover.tls_questions), logins, skipped)
     finally:
         sd.close()
     problems = discover.check_text(plan.text)

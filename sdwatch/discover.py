@@ -48,8 +48,7 @@ def recognise(service: Service, logins: Mapping[str, Login] | None = None) -> Pr
     """Given a service's facts (and the logins the caller named per kind), return the
     proposal for it, or None when nothing about it is recognised."""
     logins = logins or {}
-    names = frozenset().union(*(p.names for p in service.processes)) if service.processes \
-        else frozenset()
+    names = _names(service)
     argv_words = {w for p in service.processes for a in p.argv for w in a.split()}
     for rule in _RULES:
         proposal = rule(service, names, argv_words, logins)
@@ -57,6 +56,19 @@ def recognise(service: Service, logins: Mapping[str, Login] | None = None) -> Pr
             return Proposal(proposal.unit, proposal.what, proposal.probes, proposal.notes,
                             memory_proposal(service.memory), seen(service), service.memory)
     return None
+
+
+def tls_questions(service: Service) -> tuple[Listener, ...]:
+    """Given a service's facts, return the TCP listeners whose answer to a TLS ClientHello
+    its proposal depends on (a web server's: TLS is told by what a port speaks, not its
+    number); none for any other service, which is never connected to."""
+    if _web_server(_names(service)) is None:
+        return ()
+    return tuple(ln for ln in service.listeners if ln.kind == "tcp")
+
+
+def _names(service: Service) -> frozenset[str]:
+    return frozenset().union(*(p.names for p in service.processes))
 
 
 def memory_proposal(current: int | None) -> str | None:
@@ -175,15 +187,19 @@ def _searchd(service: Service, names: frozenset[str], words: set[str],
                      "with listen = ...:mysql41 in the searchd config",))
 
 
+def _web_server(names: frozenset[str]) -> str | None:
+    return next((w for n, w in (("nginx", "nginx"), ("apache2", "Apache"), ("httpd", "Apache"))
+                 if n in names), None)
+
+
 def _web(service: Service, names: frozenset[str], words: set[str],
          logins: Mapping[str, Login]) -> Proposal | None:
-    what = next((w for n, w in (("nginx", "nginx"), ("apache2", "Apache"), ("httpd", "Apache"))
-                 if n in names), None)
+    what = _web_server(names)
     if what is None:
         return None
     probes: list[Pairs] = []
-    tls = [ln for ln in _tcp(service, [443]) if ln.port in (443, 8443)]
-    plain = [ln for ln in _tcp(service, [80]) if ln.port not in (443, 8443)]
+    tls = [ln for ln in _tcp(service, [443]) if ln.tls]
+    plain = [ln for ln in _tcp(service, [80]) if not ln.tls]
     if plain:
         probes.append((("kind", "http"), ("url", f"http://{plain[0].local}/")))
     else:

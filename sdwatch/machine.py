@@ -3,15 +3,17 @@ they listen on and the unit's memory, read from systemd (through the adapter) an
 (psutil).
 
 :class:`Service` and its parts are the facts ``sdwatch init`` recognises services from
-(:mod:`sdwatch.discover`, pure).  Reading them never connects to anything.
+(:mod:`sdwatch.discover`, pure).  Reading them connects to nothing, except to ask the
+listeners the caller names whether they speak TLS: a ClientHello with a deadline of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Optional
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Optional
 
 if TYPE_CHECKING:
     from sdwatch.systemd import Systemd
@@ -39,11 +41,13 @@ class Process:
 
 @dataclass(frozen=True)
 class Listener:
-    """A listening socket: ``tcp`` with host (IP literal) and port, or ``unix`` with a path."""
+    """A listening socket: ``tcp`` with host (IP literal) and port, or ``unix`` with a path;
+    ``tls`` when it answered a TLS ClientHello (only asked with :func:`with_tls`)."""
 
     kind: Literal["tcp", "unix"]
     host: str  # IP address, or the socket path
     port: int = 0
+    tls: bool = False
 
     def __str__(self) -> str:
         if self.kind == "unix":
@@ -127,9 +131,47 @@ def service_facts(unit: str, description: str, pids: Iterable[int],
     return Service(unit, description, tuple(processes), unique, memory)
 
 
-def read_services(sd: Systemd, exclude: Iterable[str] = ()) -> Iterator[Service]:
+TLS_TIMEOUT = 1.0  # seconds for a listener on this machine to answer a ClientHello
+
+
+def tls_listeners(listeners: Iterable[Listener],
+                  timeout: float = TLS_TIMEOUT) -> frozenset[Listener]:
+    """Given TCP listeners, return those that answer a TLS ClientHello within ``timeout``
+    seconds (all asked at once, where :attr:`Listener.local` says)."""
+    from sdwatch.probes import net, tls
+    from sdwatch.probes.base import ProbeError
+
+    async def answers(listener: Listener) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                return await tls.answers_tls(net.parse_address(listener.local))
+        except (TimeoutError, ProbeError):
+            return False
+
+    async def ask(asked: list[Listener]) -> list[bool]:
+        return await asyncio.gather(*(answers(ln) for ln in asked))
+
+    asked = list(dict.fromkeys(ln for ln in listeners if ln.kind == "tcp"))
+    answered = asyncio.run(ask(asked)) if asked else []
+    return frozenset(ln for ln, yes in zip(asked, answered, strict=True) if yes)
+
+
+def with_tls(service: Service, asked: Iterable[Listener]) -> Service:
+    """Given a service and the listeners of it to ask, return it with ``tls`` set on those
+    that answer TLS (the only time anything is connected to while reading facts)."""
+    speaking = tls_listeners(asked)
+    if not speaking:
+        return service
+    return replace(service, listeners=tuple(
+        replace(ln, tls=True) if ln in speaking else ln for ln in service.listeners))
+
+
+def read_services(sd: Systemd, exclude: Iterable[str] = (),
+                  ask_tls: Callable[[Service], Iterable[Listener]] = lambda _: ()
+                  ) -> Iterator[Service]:
     """Given a sdwatch.systemd.Systemd, yield the facts of every running service, except
-    the units in ``exclude``."""
+    the units in ``exclude``; the listeners ``ask_tls`` names for a service are asked
+    whether they speak TLS (:func:`with_tls`)."""
     from sdwatch.resources import cgroup_memory, cgroup_pids
     from sdwatch.systemd import UnitError
 
@@ -144,6 +186,8 @@ def read_services(sd: Systemd, exclude: Iterable[str] = ()) -> Iterator[Service]
         if not info.control_group:
             continue
         memory = cgroup_memory(info.control_group)
-        yield service_facts(summary.name, summary.description, cgroup_pids(info.control_group),
-                            memory if memory is not None else info.memory_current)
+        service = service_facts(summary.name, summary.description,
+                                cgroup_pids(info.control_group),
+                                memory if memory is not None else info.memory_current)
+        yield with_tls(service, ask_tls(service))
 

@@ -6,6 +6,9 @@ The probe connects, optionally upgrades a plain SMTP, IMAP or POP3 session with 
 ``ca_file``); a rejected certificate fails the check with OpenSSL's reason ("certificate
 has expired").  It fails too when fewer than ``days_left`` days remain.  The certificate is
 parsed with python3-cryptography, also when it is not verified.
+
+:func:`answers_tls` tells whether an endpoint speaks TLS at all, from the first bytes it
+answers to a ClientHello (``sdwatch init`` asks the web servers' TCP listeners).
 """
 
 from __future__ import annotations
@@ -129,6 +132,43 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
     if not der:
         raise ProtocolError("the server sent no certificate")
     return judge_certificate(der, spec.days_left, _now(), version or "")
+
+
+def client_hello() -> bytes:
+    """Return the first flight of a TLS client: the ClientHello Python's ssl module writes."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    outgoing = ssl.MemoryBIO()
+    tls = ctx.wrap_bio(ssl.MemoryBIO(), outgoing)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:  # the hello is written; the server's answer is wanted
+        pass
+    return outgoing.read()
+
+
+def is_tls_record(head: bytes) -> bool:
+    """Given the first three bytes a server answered, tell whether they start a TLS record: a
+    handshake (its ServerHello) or an alert (it refused our hello: it still speaks TLS)."""
+    return len(head) == 3 and head[0] in (0x15, 0x16) and head[1] == 3 and head[2] <= 4
+
+
+async def answers_tls(address: net.Address) -> bool:
+    """Given an address, send a ClientHello and return whether the answer is TLS (False for
+    any other answer, or none before the peer closes); raise ConnectError.  The caller owns
+    the deadline: a silent peer is waited for until then."""
+    sock = await net.connect_socket(address)
+    stream = net.SocketStream(sock, MAX_LINE)
+    try:
+        stream.write(client_hello())
+        await stream.drain()
+        head = await stream.readexactly(3)
+    except (OSError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        sock.close()
+    return is_tls_record(head)
 
 
 def judge_certificate(der: bytes, minimum_days: int, now: datetime.datetime,

@@ -28,6 +28,8 @@ http {{
   access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   server {{ listen 127.0.0.1:80; location / {{ return 200 "ok\\n"; }} }}
+  server {{ listen 127.0.0.1:8444 ssl; ssl_certificate {d}/cert.pem;
+           ssl_certificate_key {d}/key.pem; location / {{ return 200 "ok\\n"; }} }}
 }}
 """
 
@@ -60,7 +62,8 @@ def units(d: Path) -> dict[str, str]:
 
 
 def prepare(d: Path) -> None:
-    """Data directories the units need: a MariaDB datadir, a PostgreSQL cluster, nginx's conf."""
+    """Data directories the units need: a MariaDB datadir, a PostgreSQL cluster, nginx's conf
+    and a self-signed certificate for its TLS port (8444: TLS is told by its answer)."""
     (d / "redis").mkdir(parents=True)
     subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={d}/mysql", "--user=root",
                     "--skip-test-db"], check=True, capture_output=True, timeout=120)
@@ -70,6 +73,9 @@ def prepare(d: Path) -> None:
     subprocess.run([str(pg_bindir() / "initdb"), "-D", str(d / "pg" / "data"), "-A", "trust",
                     "--no-sync"], check=True, capture_output=True, timeout=120,
                    user=postgres.pw_uid, group=postgres.pw_gid, extra_groups=[])
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
+                    "-subj", "/CN=localhost", "-keyout", str(d / "key.pem"),
+                    "-out", str(d / "cert.pem")], check=True, capture_output=True, timeout=60)
     (d / "nginx.conf").write_text(NGINX_CONF.format(d=d))
 
 
@@ -117,6 +123,7 @@ FROZEN = {  # unit -> (probe kind, what its timeout reason says it waited for)
     "postgresql@15-main.service": ("postgresql", "waiting for the startup reply"),
     "nginx.service": ("http", "reading status line"),
 }
+KINDS = {u: [kind] for u, (kind, _) in FROZEN.items()} | {"nginx.service": ["http", "tls"]}
 
 
 def test_init_proposes_a_valid_config_that_checks_the_stack(stack: Path, tmp_path: Path) -> None:
@@ -136,8 +143,8 @@ def test_init_proposes_a_valid_config_that_checks_the_stack(stack: Path, tmp_pat
     valid = sdwatch("validate", "--config", str(main))
     assert valid.returncode == 0, valid.stderr + local.read_text()
     cfg = config.load(str(main))
-    assert {u: [p.kind for p in cfg.units[u].probes] for u in FROZEN} == {
-        u: [kind] for u, (kind, _) in FROZEN.items()}, local.read_text()
+    assert {u: [p.kind for p in cfg.units[u].probes] for u in FROZEN} == KINDS, local.read_text()
+    assert 'address = "127.0.0.1:8444"' in local.read_text()
     # a memory limit is proposed wherever the unit's memory is known (on a v2 tree whose memory
     # controller the host keeps on v1, systemd itself reports none)
     known = {u for u in FROZEN if systemctl("show", "-P", "MemoryCurrent", u).strip()
@@ -147,7 +154,7 @@ def test_init_proposes_a_valid_config_that_checks_the_stack(stack: Path, tmp_pat
 
     code, results = check(main, *FROZEN)
     assert code == 0 and all(r["ok"] for r in results), results
-    assert {r["kind"] for r in results} >= {kind for kind, _ in FROZEN.values()}
+    assert {r["kind"] for r in results} >= {kind for kinds in KINDS.values() for kind in kinds}
 
     for unit, (kind, waiting) in FROZEN.items():
         systemctl("kill", "-s", "SIGSTOP", unit)

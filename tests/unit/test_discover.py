@@ -40,8 +40,8 @@ NGINX = Service("nginx.service", "A high performance web server", (
     Process(1001, "/usr/sbin/nginx", ("nginx: master process /usr/sbin/nginx -g daemon on; "
                                       "master_process on;",), "nginx"),
     Process(1002, "/usr/sbin/nginx", ("nginx: worker process",), "nginx")),
-    (Listener("tcp", "0.0.0.0", 80), Listener("tcp", "::", 80), Listener("tcp", "0.0.0.0", 443)),
-    6 * MiB)
+    (Listener("tcp", "0.0.0.0", 80), Listener("tcp", "::", 80),
+     Listener("tcp", "0.0.0.0", 443, tls=True)), 6 * MiB)
 PUMA = Service("puma.service", "Puma HTTP Server", (
     Process(1200, "/usr/bin/ruby3.1", ("puma 6.4.0 (unix:///run/puma/puma.sock) [app]",),
             "ruby"),),
@@ -89,6 +89,22 @@ def test_recognise_web_and_app_servers() -> None:
     assert probes(GUNICORN) == [{"kind": "http", "url": "http+unix://%2Frun%2Fgunicorn.sock/"}]
     # the uwsgi protocol is not HTTP: only a connect
     assert probes(UWSGI) == [{"kind": "tcp", "address": "unix:/run/uwsgi/app.sock"}]
+
+
+def test_tls_is_told_by_what_a_port_answered_not_its_number() -> None:
+    odd = Service("nginx.service", processes=NGINX.processes, listeners=(
+        Listener("tcp", "127.0.0.1", 443), Listener("tcp", "127.0.0.1", 8444, tls=True)))
+    assert probes(odd) == [{"kind": "http", "url": "http://127.0.0.1:443/"},
+                           {"kind": "tls", "address": "127.0.0.1:8444", "verify": False}]
+    only_tls = Service("nginx.service", processes=NGINX.processes,
+                       listeners=(Listener("tcp", "::", 8443, tls=True),))
+    assert probes(only_tls) == [{"kind": "tls", "address": "[::1]:8443", "verify": False}]
+
+
+def test_only_web_servers_tcp_listeners_are_asked_about_tls() -> None:
+    assert discover.tls_questions(NGINX) == tuple(
+        ln for ln in NGINX.listeners if ln.kind == "tcp")
+    assert all(discover.tls_questions(s) == () for s in STACK if s is not NGINX)
 
 
 def test_unrecognised_services_get_no_proposal() -> None:

@@ -155,6 +155,21 @@ def test_imap_line() -> None:
         tls.imap_line(b"+OK POP3\r\n", b"s1")
 
 
+def test_client_hello_is_one_tls_handshake_record() -> None:
+    hello = tls.client_hello()
+    assert hello[0] == 0x16 and hello[1] == 3 and hello[5] == 1  # handshake, ClientHello
+    assert int.from_bytes(hello[3:5], "big") == len(hello) - 5
+
+
+@pytest.mark.parametrize("head, answer", [
+    (b"\x16\x03\x03", True),   # ServerHello
+    (b"\x15\x03\x01", True),   # an alert: it refused our hello, in TLS
+    (b"HTT", False), (b"\x16\x03\x09", False), (b"\x17\x03\x03", False), (b"\x16\x03", False),
+    (b"\x00\xfe\x16", False)])
+def test_is_tls_record(head: bytes, answer: bool) -> None:
+    assert tls.is_tls_record(head) is answer
+
+
 def certificate(not_before: datetime.datetime, not_after: datetime.datetime) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
