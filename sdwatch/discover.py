@@ -2,7 +2,8 @@
 
 From a :class:`~sdwatch.machine.Service` (read by :mod:`sdwatch.machine`), :func:`recognise`
 proposes the probe that speaks the service's protocol and :func:`render` writes the
-commented TOML; both are pure.  Secrets are never guessed: a login is proposed only for the
+commented TOML; both are pure, as is :func:`tls_questions` (which listeners the reader asks
+whether they speak TLS).  Secrets are never guessed: a login is proposed only for the
 password files the caller names (``--login``).  :func:`check_text` and :func:`write_new` are
 the command's two file operations.
 """

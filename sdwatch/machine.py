@@ -145,7 +145,7 @@ def tls_listeners(listeners: Iterable[Listener],
         try:
             async with asyncio.timeout(timeout):
                 return await tls.answers_tls(net.parse_address(listener.local))
-        except (TimeoutError, ProbeError):
+        except (TimeoutError, ProbeError, ValueError):  # ValueError: an address we cannot name
             return False
 
     async def ask(asked: list[Listener]) -> list[bool]:

@@ -54,3 +54,8 @@ def test_read_process_of_a_gone_process_is_none() -> None:
     child = subprocess.Popen(["true"])
     child.wait()
     assert machine.read_process(child.pid) is None
+
+
+def test_tls_listeners_passes_over_what_no_address_can_name() -> None:
+    unnamable = Listener("tcp", "127.0.0.1", 0)
+    assert machine.tls_listeners([unnamable, Listener("unix", "/run/x.sock")]) == frozenset()
