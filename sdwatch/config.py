@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import glob
 import os
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from sdwatch import configfiles
+from sdwatch.configfiles import DEFAULT_PATH, ENV_VAR, config_paths
 from sdwatch.quantities import Duration, parse_percent, parse_size
 from sdwatch.schema import SpecError, build, join
 from sdwatch.states import RESOURCES, unit_name_problem
 
-DEFAULT_PATH = "/etc/sdwatch/sdwatch.toml"
-ENV_VAR = "SDWATCH_CONFIG"
 # How long a restart of a unit that stopped answering may wait for its clean stop before its
 # cgroup is SIGKILLed: above the clean stops of Debian's own units (see sdwatch.toml(5)).
 STOP_BUDGET = 2.0
@@ -66,7 +65,7 @@ class Settings:
     grace: Duration = Duration(30.0)  # the longest a (re)start may take to answer every probe
     stop_budget: Duration = Duration(STOP_BUDGET)  # then SIGKILL a restarted unit's cgroup
     state_dir: str = "/var/lib/sdwatch"
-    runtime_dir: str = "/run/sdwatch"  # also holds the API socket, sdwatch.sock
+    runtime_dir: str = configfiles.RUNTIME_DIR  # also holds the API socket, sdwatch.sock
     listen: str = ""  # also serve the API over TCP, e.g. "127.0.0.1:9184"; off by default
     token_file: str = ""  # a 0600 file whose first line lets TCP clients restart/monitor
 
@@ -180,6 +179,8 @@ class Config:
     units: Mapping[str, UnitConfig] = field(default_factory=dict)
     files: tuple[str, ...] = ()
     alert_table: Any = None  # alerting.settings.AlertSettings, when a file has [alert]
+    # the files as they were read (configfiles.identity): status compares it with the disk
+    identity: str = field(default="", compare=False)
 
     @property
     def alert(self) -> Any:
@@ -219,18 +220,6 @@ _COMMON_PROBE_KEYS = ("kind", "name", "interval", "timeout", "failures", "window
                       "startup")
 
 
-def config_paths(path: str | None = None) -> list[str]:
-    """Return the files that make up the configuration, main file first, existing ones only.
-
-    ``path`` may name the main file or the directory holding sdwatch.toml and conf.d/."""
-    main = path or os.environ.get(ENV_VAR) or DEFAULT_PATH
-    if os.path.isdir(main):
-        main = os.path.join(main, "sdwatch.toml")
-    found = [main] if os.path.isfile(main) else []
-    found += sorted(glob.glob(os.path.join(os.path.dirname(main), "conf.d", "*.toml")))
-    return found
-
-
 @dataclass
 class _Tables:
     """What the files hold, merged, with the file each part came from."""
@@ -240,6 +229,7 @@ class _Tables:
     units: dict[str, tuple[str, Any]] = field(default_factory=dict)  # name -> (file, table)
     alert: dict[str, Any] = field(default_factory=dict)
     alert_origin: dict[str, str] = field(default_factory=dict)  # "email[1]" -> its file
+    stamps: list[str] = field(default_factory=list)  # configfiles.stamp of each file read
 
 
 def _read_tables(files: list[str], errors: list[str]) -> _Tables:
@@ -248,6 +238,8 @@ def _read_tables(files: list[str], errors: list[str]) -> _Tables:
     for file in files:
         try:
             with open(file, "rb") as f:
+                # before reading: a write after this changes the stamp status compares
+                tables.stamps.append(configfiles.stamp(os.fstat(f.fileno())))
                 data = tomllib.load(f)
         except OSError as exc:
             errors.append(f"{file}: cannot read: {exc.strerror}")
@@ -328,7 +320,8 @@ def load(path: str | None = None) -> Config:
             errors.append(f"{file}: {exc}")
     if errors:
         raise ConfigError(errors)
-    return Config(settings=settings, units=units_out, files=tuple(files), alert_table=alert)
+    return Config(settings=settings, units=units_out, files=tuple(files), alert_table=alert,
+                  identity=configfiles.identity(tables.stamps))
 
 
 def _merge_alert(table: Mapping[str, Any], file: str, into: dict[str, Any],

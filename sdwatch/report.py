@@ -4,23 +4,28 @@ These are the commands people type most, so they must start fast: importing type
 click) costs about 50 ms, half of the budget.  ``main.main`` hands a plain status/summary
 command line (units, --all, --json, --config) straight to :func:`run`; anything else,
 ``--help`` included, goes through the typer app in cli.py, whose status and summary
-commands call the same :func:`run`.  Both parse the same :data:`OPTIONS`: the flags and
+commands call the same :func:`run`.  The running daemon answers first (quick.py: ~1 ms, where
+loading the configuration and asking systemd costs tens); this module imports nothing else
+until that answer fails (no typing either).  Both parse the same :data:`OPTIONS`: the flags and
 help of --all, --json and --config are written once, here.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import NamedTuple, Sequence
 
 from sdwatch import exits
 
 
-class Option(NamedTuple):
-    """A command-line option of status/summary: its flags and help."""
+class Option:
+    """A command-line option of status/summary: its flags and help.  (Not a NamedTuple:
+    importing typing costs more than the daemon's whole answer.)"""
 
-    flags: tuple[str, ...]
-    help: str
+    __slots__ = ("flags", "help")
+
+    def __init__(self, flags: tuple[str, ...], help: str) -> None:
+        self.flags = flags
+        self.help = help
 
 
 # run()'s keyword argument -> its option, for plain_args here and the typer commands in cli.py
@@ -32,10 +37,25 @@ OPTIONS = {
 }
 
 
-def run(units: Sequence[str] = (), all_units: bool = False, as_json: bool = False,
-        config_path: str | None = None, summary: bool = False) -> int:
+def run(units: list[str] | tuple[str, ...] = (), all_units: bool = False, as_json: bool = False,
+        config_path: str | None = None, summary: bool = False, ask_daemon: bool = True) -> int:
     """Print the status report (or summary); return the exit status (sdwatch.exits: 0 all
-    healthy, 3 some unit not, 4 systemd unreachable, 2 bad config or unit name)."""
+    healthy, 3 some unit not, 4 systemd unreachable, 2 bad config or unit name).
+
+    The running daemon answers when it can (quick.py); otherwise the configuration is
+    loaded and systemd asked (``ask_daemon`` False: always)."""
+    if ask_daemon:
+        from sdwatch import quick
+
+        code = quick.answer(units, all_units, as_json, config_path, summary)
+        if code is not None:
+            return code
+    return collect_and_render(units, all_units, as_json, config_path, summary)
+
+
+def collect_and_render(units: list[str] | tuple[str, ...], all_units: bool, as_json: bool,
+                       config_path: str | None, summary: bool) -> int:
+    """The full path: validate names and configuration, ask systemd, render here."""
     from sdwatch import status
     from sdwatch.config import ConfigError, load
     from sdwatch.states import unit_name_problem
@@ -50,56 +70,24 @@ def run(units: Sequence[str] = (), all_units: bool = False, as_json: bool = Fals
     except ConfigError as exc:
         sys.stderr.write("".join(f"{m}\n" for m in exc.messages))
         return exits.USAGE
-    snap = None if all_units or cfg.zero_config else from_daemon(cfg, units)
-    if snap is None:
-        try:
-            sd = Systemd()
-        except SystemdUnavailable as exc:
-            sys.stderr.write(f"sdwatch: {exc}\n")
-            return exits.UNREACHABLE
-        try:
-            snap = status.collect(sd, cfg, units, all_units)
-        except SystemdError as exc:  # unreachable, or a listing refused
-            sys.stderr.write(f"sdwatch: {exc}\n")
-            return exits.UNREACHABLE
-        finally:
-            sd.close()
-    if summary:
-        sys.stdout.write(status.render_summary(snap))
-    elif as_json:
-        import json
-
-        sys.stdout.write(json.dumps(status.to_json(snap), indent=2) + "\n")
-    else:
-        sys.stdout.write(status.render_text(snap))
+    try:
+        sd = Systemd()
+    except SystemdUnavailable as exc:
+        sys.stderr.write(f"sdwatch: {exc}\n")
+        return exits.UNREACHABLE
+    try:
+        snap = status.collect(sd, cfg, units, all_units)
+    except SystemdError as exc:  # unreachable, or a listing refused
+        sys.stderr.write(f"sdwatch: {exc}\n")
+        return exits.UNREACHABLE
+    finally:
+        sd.close()
+    sys.stdout.write(status.render(snap, "summary" if summary else "json" if as_json
+                                   else "text"))
     return exits.OK if snap.healthy else exits.UNHEALTHY
 
 
-def from_daemon(cfg, units: Sequence[str] = ()):  # -> status.Snapshot | None
-    """The running daemon's live report over its socket (one round trip, no D-Bus), for
-    the named units or all it watches; None when no daemon answers or it does not watch one
-    of them (the caller then asks systemd itself)."""
-    import dataclasses
-
-    from sdwatch import serve, status
-    from sdwatch.serve.client import Unreachable, request
-
-    try:
-        code, data = request("/api/v1/status", sock_path=serve.socket_path(
-            cfg.settings.runtime_dir))
-        snap = status.from_json(data) if code == 200 else None
-    except (Unreachable, ValueError):
-        return None
-    if snap is None or not units:
-        return snap
-    by_name = {u.name: u for u in snap.units}
-    if any(name not in by_name for name in units):
-        return None
-    return dataclasses.replace(snap, units=tuple(by_name[n] for n in dict.fromkeys(units)),
-                               selection="units named on the command line")
-
-
-def plain_args(argv: Sequence[str]) -> dict | None:
+def plain_args(argv: list[str]) -> dict | None:
     """Given the command line after "sdwatch", return run()'s arguments if it is a plain
     status/summary invocation, or None to let the typer app parse it."""
     if not argv or argv[0] not in ("status", "summary"):

@@ -403,6 +403,33 @@ def render_summary(snap: Snapshot) -> str:
     return "\n".join(out) + "\n"
 
 
+FORMS = ("text", "summary", "json")  # what ``render`` can make
+
+
+def render(snap: Snapshot, form: str) -> str:
+    """Return the report as ``sdwatch status`` (text), ``summary`` or ``status --json``
+    prints it."""
+    if form == "summary":
+        return render_summary(snap)
+    if form == "json":
+        import json
+
+        return json.dumps(to_json(snap), indent=2) + "\n"
+    return render_text(snap)
+
+
+def pick(snap: Snapshot, names: Sequence[str]) -> Snapshot | None:
+    """The report of the named units only, in the order named (all when none is named);
+    None when one of them is not in ``snap``."""
+    if not names:
+        return snap
+    by_name = {u.name: u for u in snap.units}
+    if any(name not in by_name for name in names):
+        return None
+    return dataclasses.replace(snap, units=tuple(by_name[n] for n in dict.fromkeys(names)),
+                               selection="units named on the command line")
+
+
 def to_json(snap: Snapshot) -> JSON:
     """Return the documented JSON form of a snapshot."""
     return {

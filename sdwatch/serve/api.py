@@ -3,6 +3,10 @@
   GET  /                                 the status page
   GET  /metrics                          Prometheus text format
   GET  /api/v1/status                    the document ``sdwatch status --json`` prints
+  GET  /api/v1/report?form=&units=       what ``sdwatch status|summary [--json] [UNIT...]``
+                                         prints, rendered here, its exit code in X-Sdwatch-Exit;
+                                         409 unless X-Sdwatch-Config is the identity of the
+                                         configuration in force, 404 for a unit not watched
   GET  /api/v1/units/NAME                one unit: 200 healthy, 429 starting or degraded,
                                          503 failing, 404 not watched (Consul's convention)
   POST /api/v1/units/NAME/restart|monitor|unmonitor
@@ -19,7 +23,7 @@ import hmac
 import json
 from typing import Any, Callable, Protocol
 
-from sdwatch import status
+from sdwatch import exits, status
 from sdwatch.serve import metrics, page
 from sdwatch.serve.httpd import Request, Response, text
 from sdwatch.states import Health
@@ -42,6 +46,10 @@ class Source(Protocol):
     def command(self, unit: str, command: str) -> Health | None:
         """Carry out a command; return the unit's health after it, None if not watched."""
 
+    def config_identity(self) -> str | None:
+        """The identity of the configuration files in force (configfiles.identity); None
+        when no unit is configured (status then lists systemd's services itself)."""
+
 
 def unit_http_status(health: Health) -> int:
     """The HTTP status that tells a load balancer what a unit's health means."""
@@ -60,6 +68,7 @@ class Api:
             return self._unit(req, req.path[len(UNITS):])
         route: Callable[[], Response] | None = {
             "/": self._page, "/metrics": self._metrics, "/api/v1/status": self._status,
+            "/api/v1/report": lambda: self._report(req),
         }.get(req.path)
         if route is None:
             return text(404, "not found")
@@ -78,6 +87,24 @@ class Api:
 
     def _status(self) -> Response:
         return _json(200, status.to_json(self.source.snapshot()))
+
+    def _report(self, req: Request) -> Response:
+        """The report ``sdwatch status`` prints, when this daemon's answer is the one the
+        command would print itself: same configuration files, every named unit watched."""
+        form = req.query.get("form", "text")
+        if form not in status.FORMS:
+            return text(400, f"form: one of {', '.join(status.FORMS)}")
+        identity = self.source.config_identity()
+        if identity is None:
+            return text(404, "no unit configured: status asks systemd for its services")
+        if req.headers.get("x-sdwatch-config") != identity:
+            return text(409, "the configuration files changed since the daemon loaded them")
+        names = [n for n in req.query.get("units", "").split(",") if n]
+        snap = status.pick(self.source.snapshot(), names)
+        if snap is None:
+            return text(404, "a unit named is not watched by sdwatch")
+        return Response(200, status.render(snap, form).encode(), "text/plain; charset=utf-8",
+                        (("x-sdwatch-exit", str(exits.OK if snap.healthy else exits.UNHEALTHY)),))
 
     def _unit(self, req: Request, rest: str) -> Response:
         name, _, command = rest.partition("/")

@@ -81,6 +81,11 @@ class Live:
             unmonitored={n: w.state.unmonitored for n, w in sup.watches.items()},
             lateness_buckets=counts, lateness_sum=lateness_sum)
 
+    def config_identity(self) -> str | None:
+        """The identity of the files the daemon's configuration was read from."""
+        cfg = self.sup.cfg
+        return None if cfg.zero_config else cfg.identity
+
     def command(self, unit: str, command: str) -> Health | None:
         """Hand an administrator's command to the unit's policy; its health after it."""
         if unit not in self.sup.watches:

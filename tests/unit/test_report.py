@@ -3,14 +3,21 @@ exactly as the typer app does."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import subprocess
 import sys
+import threading
+from typing import Iterator
 
 import pytest
+from test_serve import Source
 
+from sdwatch import configfiles, quick, status
 from sdwatch.report import plain_args
+from sdwatch.serve.api import Api
+from sdwatch.serve.httpd import Server
 
 DATA = pathlib.Path(__file__).parent / "testdata" / "config"
 
@@ -40,6 +47,7 @@ def test_anything_else_goes_to_typer(argv) -> None:
 
 def _run(entry: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
+    env.pop("TZ", None)
     return subprocess.run([sys.executable, "-c", entry, *args], capture_output=True, text=True,
                           timeout=60, env=env)
 
@@ -81,3 +89,64 @@ def test_fast_path_does_not_import_typer() -> None:
 def test_help_still_comes_from_typer() -> None:
     r = _run(FAST, "status", "--help")
     assert r.returncode == 0 and "--json" in r.stdout and "Usage" in r.stdout
+
+
+@pytest.fixture
+def served(tmp_path: pathlib.Path) -> Iterator[tuple[Source, pathlib.Path]]:
+    """A daemon's API (the real HTTP server, a hand-built report) on the socket that the
+    config file it returns names; the source answers for that file as it is now."""
+    cfg = tmp_path / "sdwatch.toml"
+    cfg.write_text(f'[sdwatch]\nruntime_dir = "{tmp_path}"\n[unit."memcached.service"]\n')
+    source = Source(identity=configfiles.identity_on_disk([str(cfg)]))
+    loop = asyncio.new_event_loop()
+    server = Server(Api(source))
+    loop.run_until_complete(server.listen_unix(str(tmp_path / "sdwatch.sock")))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield source, cfg
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.run_until_complete(server.close())
+    loop.close()
+
+
+@pytest.mark.parametrize("args, form", [
+    (("status",), "text"), (("status", "--json"), "json"), (("summary",), "summary"),
+])
+def test_daemon_answers_both_paths_alike(served, args, form) -> None:
+    source, cfg = served
+    fast, slow = _run(FAST, *args, "--config", str(cfg)), _run(TYPER, *args, "-c", str(cfg))
+    assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout,
+                                                           slow.stderr)
+    # the daemon's report, as it renders it: memcached is failing there
+    assert (fast.returncode, fast.stderr) == (3, "")
+    def steady(text: str) -> list[str]:  # without "(5s ago)": a second may have passed
+        return [line for line in text.splitlines() if " ago" not in line]
+
+    assert steady(fast.stdout) == steady(status.render(source.snap, form)) != []
+    fast = _run(FAST, "status", "nginx.service", "--config", str(cfg))
+    assert fast.returncode == 0 and "Service 'nginx.service'" in fast.stdout
+    assert "memcached.service" not in fast.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ("status", "other.service"),  # not watched by that daemon
+    ("status", "bad name"),  # never watched: the full path says why
+    ("status", "--all"),
+])
+def test_what_the_daemon_cannot_answer_takes_the_full_path(served, args) -> None:
+    _, cfg = served
+    fast, slow = _run(FAST, *args, "-c", str(cfg)), _run(TYPER, *args, "-c", str(cfg))
+    assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout,
+                                                           slow.stderr)
+    assert fast.returncode in (2, 4) and fast.stdout == ""  # systemd is not reachable here
+
+
+def test_a_config_edited_after_the_daemon_loaded_it_takes_the_full_path(served) -> None:
+    _, cfg = served
+    cfg.write_text(cfg.read_text() + '[unit."nginx.service"]\nbad_key = 1\n')
+    fast, slow = _run(FAST, "status", "-c", str(cfg)), _run(TYPER, "status", "-c", str(cfg))
+    assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout,
+                                                           slow.stderr)
+    assert fast.returncode == 2 and fast.stdout == ""
+    assert fast.stderr.startswith(quick.STALE) and "bad_key: unknown key" in fast.stderr

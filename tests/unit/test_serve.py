@@ -31,9 +31,11 @@ def units() -> tuple:
         unit("nginx.service", restarts_sdwatch=0, probes=(
             ProbeStatus("http", "http", "https://admin:***@127.0.0.1/", 5.0, 1.0, 2, LAST_OK),)),
         unit("worker.service", health=Health.STARTING, active_state="activating",
-             sub_state="start", memory=None, cpu_seconds=None, tasks=None, probes=()),
+             sub_state="start", memory=None, cpu_seconds=None, cpu_percent=None, tasks=None,
+             probes=()),
         unit("db.service", health=Health.FAILED, active_state="failed", sub_state="failed",
-             problem="failed (result: exit-code)", memory=None, cpu_seconds=None, tasks=None),
+             problem="failed (result: exit-code)", memory=None, cpu_seconds=None,
+             cpu_percent=None, tasks=None),
     )
 
 
@@ -43,6 +45,7 @@ class Source:
 
     snap: status.Snapshot = field(default_factory=lambda: snap(*units()))
     commands: list = field(default_factory=list)
+    identity: str | None = "1:2:3:4:5"
 
     def snapshot(self) -> status.Snapshot:
         return self.snap
@@ -53,6 +56,9 @@ class Source:
             probes={("memcached.service", "memcached"): metrics.ProbeCounts(10, 4)},
             gave_up={"memcached.service": True}, unmonitored={},
             lateness_buckets=(1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3), lateness_sum=0.02)
+
+    def config_identity(self) -> str | None:
+        return self.identity
 
     def command(self, name: str, command: str) -> Health | None:
         if name not in [u.name for u in self.snap.units]:
@@ -66,8 +72,10 @@ USER = Peer(tcp=False, uid=1000, pid=2)
 TCP = Peer(tcp=True, address="127.0.0.1")
 
 
-def call(api: Api, method: str, path: str, peer: Peer = ROOT, **headers: str):
-    return api(Request(method, path, {}, {k.lower(): v for k, v in headers.items()}, b"", peer))
+def call(api: Api, method: str, path: str, peer: Peer = ROOT, query: dict | None = None,
+         **headers: str):
+    return api(Request(method, path, query or {}, {k.lower().replace("_", "-"): v
+                                                   for k, v in headers.items()}, b"", peer))
 
 
 def families(body: bytes) -> dict:
@@ -220,3 +228,39 @@ def test_status_hides_passwords_in_probe_urls() -> None:
     assert _without_password("https://admin:pw@host/x") == "https://admin:***@host/x"
     assert _without_password("http://host/a@b") == "http://host/a@b"
     assert _without_password("127.0.0.1:11211") == "127.0.0.1:11211"
+
+
+def report(source: Source, **query: str):
+    return call(Api(source), "GET", "/api/v1/report", USER, query,
+                x_sdwatch_config="1:2:3:4:5")
+
+
+@pytest.mark.parametrize("form", status.FORMS)
+def test_report_is_what_status_prints_with_its_exit_code(form: str) -> None:
+    source = Source()
+    r = report(source, form=form)
+    assert (r.status, r.body.decode()) == (200, status.render(source.snap, form))
+    assert dict(r.headers)["x-sdwatch-exit"] == "3"  # memcached is failing
+
+
+def test_report_of_named_units_in_the_order_named() -> None:
+    source = Source()
+    r = report(source, units="nginx.service,memcached.service,nginx.service")
+    picked = status.pick(source.snap, ["nginx.service", "memcached.service"])
+    assert [u.name for u in picked.units] == ["nginx.service", "memcached.service"]
+    assert picked.selection == "units named on the command line"
+    assert r.body.decode() == status.render(picked, "text")
+    r = report(source, units="nginx.service")
+    assert r.status == 200 and dict(r.headers)["x-sdwatch-exit"] == "0"
+
+
+def test_report_only_for_the_same_files_and_watched_units() -> None:
+    source = Source()
+    assert report(source, units="nginx.service,other.service").status == 404
+    assert report(source, units="bad name").status == 404
+    assert report(source, form="yaml").status == 400
+    r = call(Api(source), "GET", "/api/v1/report", USER, x_sdwatch_config="1:2:3:4:6")
+    assert r.status == 409 and b"changed" in r.body
+    assert call(Api(source), "GET", "/api/v1/report", USER).status == 409
+    source.identity = None  # no unit configured: status lists systemd's services itself
+    assert report(source).status == 404
