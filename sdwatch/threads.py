@@ -3,7 +3,6 @@ thread outlives the attempt."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Callable, TypeVar
 
@@ -17,6 +16,7 @@ async def in_thread(fn: Callable[[], T], interrupt: Callable[[], None]) -> T:
     for the thread to end before re-raising, so no thread outlives the attempt.  A thread
     of its own, not the loop's executor, because pool threads would linger after the probe.
     """
+    import asyncio
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
 

@@ -22,7 +22,6 @@ runner reports it as outcome protocol with its type and message instead of crash
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import enum
 import time
@@ -126,6 +125,7 @@ def stage(text: str) -> None:
 
 def remaining(default: float = 30.0) -> float:
     """Return seconds left before the runner's deadline, or ``default`` outside the runner."""
+    import asyncio
     attempt = _ATTEMPT.get()
     if attempt is None or attempt.deadline is None:
         return default
@@ -137,6 +137,8 @@ async def run(kind: str, spec: object, timeout: float) -> ProbeResult:
 
     Never raises (cancellation by the caller still propagates, as it must in asyncio).
     """
+    import asyncio
+
     from sdwatch.probes import REGISTRY
 
     start = time.monotonic()

@@ -10,11 +10,9 @@ loop: no child-watcher thread, no zombie, every fd closed.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
-import subprocess
 from dataclasses import dataclass
 from typing import IO, Mapping
 
@@ -66,6 +64,8 @@ def parse_output(stdout: str) -> tuple[str, dict[str, float]]:
 async def probe(spec: Spec) -> Mapping[str, Metric]:
     """Given a Spec, run the plugin once; return metrics (exit_status, perfdata);
     raise CheckWarning, CheckFailed or CheckUnknown per the exit status."""
+    import asyncio
+    import subprocess
     name = os.path.basename(spec.argv[0]) if not spec.shell else "sh -c"
     stage(f"starting {name}")
     try:

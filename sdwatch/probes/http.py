@@ -12,14 +12,11 @@ Redirects are not followed: a 3xx is judged by ``status``.  The body is read onl
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import os
 import re
-import ssl
 import stat
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Mapping, NamedTuple, Optional
 
@@ -29,6 +26,10 @@ from sdwatch.probes.base import CheckFailed, ConnectError, Metric, ProtocolError
 from sdwatch.probes.http_parse import cert_not_after, describe_ranges, parse_status_ranges
 from sdwatch.quantities import Duration, Size, format_duration
 from sdwatch.schema import SpecError
+
+if TYPE_CHECKING:  # imported where used: status checks a config without them
+    import asyncio
+    import ssl
 
 if TYPE_CHECKING:
     import h11
@@ -49,6 +50,7 @@ class Target(NamedTuple):
 
 def parse_url(url: str) -> Target:
     """Given an http, https or http+unix URL, return its Target; raise ValueError."""
+    import urllib.parse
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -80,6 +82,7 @@ def tls_name(host: str) -> str:
     """Given a Host header value ("example.com:8443", "[::1]:8443", "::1"), return the name
     the server's certificate must carry ("example.com", "::1"); an IP literal is checked
     against the certificate's IP addresses.  Never "": asyncio skips the check for it."""
+    import urllib.parse
     bare_ipv6 = host.count(":") > 1 and not host.startswith("[")
     try:
         name = host if bare_ipv6 else urllib.parse.urlsplit(f"//{host}").hostname
@@ -156,6 +159,7 @@ def _compile(key: str, pattern: str) -> re.Pattern[str]:
 @functools.cache
 def _tls_context(verify: bool) -> ssl.SSLContext:
     """One context per mode for the process: loading the CA store costs ~60 ms each time."""
+    import ssl
     context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False
@@ -214,6 +218,7 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
 
 
 def _cert_days_left(writer: asyncio.StreamWriter) -> float:
+    import ssl
     ssl_object = writer.get_extra_info("ssl_object")
     decoded = ssl_object.getpeercert() if ssl_object else None
     if decoded and "notAfter" in decoded:  # verified: ssl decoded it already

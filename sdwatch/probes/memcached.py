@@ -14,17 +14,19 @@ a connection that did not complete a clean exchange is closed, never kept.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import struct
 import time
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, Mapping, NamedTuple, Optional
 
 from sdwatch.probes import net
 from sdwatch.probes.base import CheckFailed, Metric, ProbeError, ProtocolError, stage
 from sdwatch.probes.limits import check, number, parse_limits
 from sdwatch.schema import SpecError
+
+if TYPE_CHECKING:  # imported where used: status checks a config without them
+    import asyncio
 
 # magic, opcode, key length, extras length, data type, status, body length, opaque, cas
 HEADER = struct.Struct(">BBHBBHIIQ")
@@ -131,6 +133,7 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
 
 
 async def _read_stats(reader: asyncio.StreamReader) -> bytes:
+    import asyncio
     data = b""
     while not data.endswith(b"\nEND\r\n") and data != b"END\r\n":
         try:

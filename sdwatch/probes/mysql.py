@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import functools
 import os
-import select
-import socket
-import ssl
 import struct
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional
 
 from sdwatch.probes import net
 from sdwatch.probes.base import (
@@ -42,6 +39,10 @@ from sdwatch.probes.mysql_auth import CLIENT_PLUGIN_AUTH, AuthGuard
 from sdwatch.schema import SpecError
 from sdwatch.secretfile import check_password_file, read_password
 from sdwatch.threads import in_thread
+
+if TYPE_CHECKING:  # imported where used: status checks a config without them
+    import socket
+    import ssl
 
 MAX_GREETING = 16 * 1024  # real greetings are ~100 bytes; an HTTP or SSH reply reads as huge
 CLIENT_SECURE_CONNECTION, CLIENT_SSL = 0x8000, 0x800
@@ -219,6 +220,8 @@ async def _peek(sock: socket.socket, needed: int) -> bytes:
     ProtocolError if the peer closes first.  Waits on an edge-triggered epoll: every arrival
     is an event, also on unix sockets, where poll() ignores SO_RCVLOWAT and a socket holding
     part of the greeting stays readable without a byte more arriving."""
+    import select
+    import socket
     with select.epoll(1) as ep:
         ep.register(sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
         closed = False
@@ -237,6 +240,8 @@ async def _peek(sock: socket.socket, needed: int) -> bytes:
 
 
 async def _login(spec: Spec) -> Mapping[str, Metric]:
+    import socket
+    import ssl
     assert spec.password_file is not None
     try:
         password = read_password(spec.password_file)
@@ -316,6 +321,7 @@ def _session(sock: socket.socket, spec: Spec, password: str, tls: ssl.SSLContext
 @functools.cache
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:
     """One verifying context per CA file for the process: loading a CA store costs ~60 ms."""
+    import ssl
     return ssl.create_default_context(cafile=ca_file)
 
 

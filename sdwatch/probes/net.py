@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import contextlib
 import os
-import socket
-import ssl
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from sdwatch.probes.base import CheckFailed, ConnectError, ProtocolError, stage
+
+if TYPE_CHECKING:  # imported where used: status checks a config without them
+    import asyncio
+    import socket
+    import ssl
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ async def connect(
 
     The transport is aborted on leaving, whatever the reason, so cancellation leaks no fd.
     """
+    import asyncio
+    import socket
+    import ssl
     stage(f"connecting to {address}")
     if tls is None:
         plain = await _connect_plain(address, limit)
@@ -131,6 +136,7 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
 
 async def read_exactly(reader: asyncio.StreamReader, n: int, what: str) -> bytes:
     """Given a reader, return exactly n bytes; raise ProtocolError if the peer closes first."""
+    import asyncio
     try:
         return await reader.readexactly(n)
     except asyncio.IncompleteReadError as exc:
@@ -145,6 +151,7 @@ async def read_exactly(reader: asyncio.StreamReader, n: int, what: str) -> bytes
 
 async def readable(fd: int) -> None:
     """Return once ``fd`` is readable (data, EOF or error); cancellable, leaves no reader."""
+    import asyncio
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
     loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
@@ -158,6 +165,8 @@ async def connect_socket(address: Address) -> socket.socket:
     """Given an Address, return a connected non-blocking socket; raise ConnectError.
 
     Cancellable (the deadline): the socket is closed then, no fd is left behind."""
+    import asyncio
+    import socket
     loop = asyncio.get_running_loop()
     try:
         if address.is_unix:
@@ -191,6 +200,7 @@ async def _connect_plain(address: Address, limit: int) -> SocketStream:
 def _ip_literal(host: str) -> int | None:
     """The address family of an IP literal, or None for a host name (which needs resolving:
     a thread hop and most of a probe's cost, for nothing, when the address is literal)."""
+    import socket
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)
@@ -215,6 +225,7 @@ class SocketStream:
         self._out = bytearray()
 
     async def _fill(self) -> None:
+        import asyncio
         chunk = await asyncio.get_running_loop().sock_recv(self._sock, 65536)
         if chunk:
             self._buf += chunk
@@ -234,6 +245,7 @@ class SocketStream:
 
     async def readexactly(self, n: int) -> bytes:
         """Return exactly ``n`` bytes; IncompleteReadError if the peer closes first."""
+        import asyncio
         while len(self._buf) < n:
             if self._eof:
                 partial = self._take(len(self._buf))
@@ -243,6 +255,7 @@ class SocketStream:
 
     async def readuntil(self, separator: bytes = b"\n") -> bytes:
         """Return data up to and including ``separator``."""
+        import asyncio
         start = 0
         while True:
             at = self._buf.find(separator, start)
@@ -270,6 +283,7 @@ class SocketStream:
 
     async def drain(self) -> None:
         """Send what write() kept."""
+        import asyncio
         if self._out:
             out, self._out = bytes(self._out), bytearray()
             await asyncio.get_running_loop().sock_sendall(self._sock, out)

@@ -17,9 +17,7 @@ in the Spec, and scrubbed from any error text.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
 import struct
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Optional
@@ -192,6 +190,8 @@ async def _login(spec: Spec) -> Mapping[str, Metric]:
 
 async def _resolve(address: net.Address) -> str:
     """Return the IP address to connect to, resolving a host name off the event loop."""
+    import asyncio
+    import socket
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in address.host else socket.AF_INET,
                          address.host)
@@ -218,6 +218,7 @@ async def _wait(conn: Any, ext: Any) -> None:
 
 
 async def _writable(fd: int) -> None:
+    import asyncio
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
     loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))

@@ -13,15 +13,16 @@ answers to a ClientHello (``sdwatch init`` asks the web servers' TCP listeners).
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import ssl
 from dataclasses import dataclass
-from typing import Literal, Mapping, Optional
+from typing import TYPE_CHECKING, Literal, Mapping, Optional
 
 from sdwatch.probes import net
 from sdwatch.probes.base import CheckFailed, Metric, ProtocolError, stage
 from sdwatch.schema import SpecError
+
+if TYPE_CHECKING:  # imported where used: status checks a config without them
+    import ssl
 
 MAX_LINE = 8192
 STARTTLS_PORTS = {"smtp": 25, "imap": 143, "pop3": 110}
@@ -92,6 +93,7 @@ class Spec:
 
 def context(spec: Spec) -> ssl.SSLContext:
     """Given a Spec, return the client context it asks for."""
+    import ssl
     ctx = ssl.create_default_context(cafile=spec.ca_file)
     if not spec.verify:
         ctx.check_hostname = False
@@ -102,6 +104,8 @@ def context(spec: Spec) -> ssl.SSLContext:
 async def probe(spec: Spec) -> Mapping[str, Metric]:
     """Given a Spec, handshake (after STARTTLS) and judge the certificate; return metrics
     (days_left, not_after, subject, version); raise ProbeError."""
+    import asyncio
+    import ssl
     ctx = context(spec)
     sock = await net.connect_socket(spec.target)
     writer: asyncio.StreamWriter | None = None
@@ -136,6 +140,7 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
 
 def client_hello() -> bytes:
     """Return the first flight of a TLS client: the ClientHello Python's ssl module writes."""
+    import ssl
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -158,6 +163,7 @@ async def answers_tls(address: net.Address) -> bool:
     """Given an address, send a ClientHello and return whether the answer is TLS (False for
     any other answer, or none before the peer closes); raise ConnectError.  The caller owns
     the deadline: a silent peer is waited for until then."""
+    import asyncio
     sock = await net.connect_socket(address)
     stream = net.SocketStream(sock, MAX_LINE)
     try:
@@ -212,6 +218,7 @@ def _now() -> datetime.datetime:
 
 
 async def _line(stream: net.SocketStream, what: str) -> bytes:
+    import asyncio
     try:
         return await stream.readuntil(b"\n")
     except asyncio.LimitOverrunError:
