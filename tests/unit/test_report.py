@@ -76,19 +76,41 @@ def test_bad_unit_name_is_a_usage_error_on_both_paths() -> None:
     assert fast.returncode == 2 and "'bad name' is not a valid unit name" in fast.stderr
 
 
-def test_fast_path_does_not_import_typer() -> None:
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "sdwatch", "status"],
+def imports(*args: str) -> set[str]:
+    """The modules ``sdwatch ARGS`` imports (python -X importtime)."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "sdwatch", *args],
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/x"})
-    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
-                if line.startswith("import time:")}
+    return {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def test_fast_path_does_not_import_typer() -> None:
+    imported = imports("status")
     assert "sdwatch.status" in imported or "sdwatch.report" in imported
     assert not {"typer", "click", "sdwatch.cli"} & imported
 
 
-def test_help_still_comes_from_typer() -> None:
-    r = _run(FAST, "status", "--help")
-    assert r.returncode == 0 and "--json" in r.stdout and "Usage" in r.stdout
+def modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    r = subprocess.run([sys.executable, "-c", f"import sys\n{code}\n"
+                        "sys.stderr.write(' '.join(sys.modules))"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return set(r.stderr.splitlines()[-1].split())
+
+
+def test_checking_a_config_imports_no_asyncio(tmp_path: pathlib.Path) -> None:
+    cfg = tmp_path / "sdwatch.toml"
+    cfg.write_text("".join(f'[unit."{k}.service"]\nprobe = [{{ kind = "{k}", {target} }}]\n'
+                           for k, target in (("memcached", 'address = "127.0.0.1:1"'),
+                                             ("http", 'url = "https://127.0.0.1/"'),
+                                             ("mysql", 'address = "127.0.0.1:1"'),
+                                             ("tls", 'address = "127.0.0.1:1"'),
+                                             ("exec", 'command = ["/bin/true"]'))))
+    loaded = modules_after(f"from sdwatch.config import load; load({str(cfg)!r})")
+    assert {"sdwatch.probes.memcached", "sdwatch.probes.http", "sdwatch.probes.tls"} <= loaded
+    assert not {"asyncio", "ssl", "subprocess", "socket"} & loaded
 
 
 @pytest.fixture
@@ -150,3 +172,12 @@ def test_a_config_edited_after_the_daemon_loaded_it_takes_the_full_path(served) 
                                                            slow.stderr)
     assert fast.returncode == 2 and fast.stdout == ""
     assert fast.stderr.startswith(quick.STALE) and "bad_key: unknown key" in fast.stderr
+
+
+def test_the_daemons_answer_imports_nothing_of_the_config(served) -> None:
+    _, cfg = served
+    loaded = modules_after(f"from sdwatch import report; assert report.run(config_path="
+                           f"{str(cfg)!r}) == 3")
+    assert "sdwatch.quick" in loaded
+    assert not {"sdwatch.config", "sdwatch.status", "tomllib", "dataclasses", "typing", "json",
+                "socket", "asyncio"} & loaded
