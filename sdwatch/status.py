@@ -182,7 +182,6 @@ def collect(sd: Systemd, config: Config, names: Sequence[str] = (), all_units: b
 def read_daemon(runtime_dir: str) -> DaemonInfo:
     """Return whether the daemon that wrote ``runtime_dir``/status.json still runs, with
     its snapshot when it does."""
-    import json
     import os
 
     from sdwatch.resources import process_start
@@ -190,6 +189,8 @@ def read_daemon(runtime_dir: str) -> DaemonInfo:
     path = os.path.join(runtime_dir, "status.json")
     try:
         with open(path) as f:
+            import json  # here: no daemon, no file, no json to import
+
             data = json.load(f)
         from sdwatch.snapshot import DaemonSnapshot  # here: its records cost ~5 ms to import
 
