@@ -4,7 +4,7 @@ These are the commands people type most, so they must start fast: importing type
 click) costs about 50 ms, half of the budget.  ``main.main`` hands a plain status/summary
 command line (units, --all, --json, --config) straight to :func:`run`; anything else,
 ``--help`` included, goes through the typer app in cli.py, whose status and summary
-commands call the same :func:`run`.  The running daemon answers first (quick.py: ~1 ms, where
+commands call the same :func:`run`.  The running daemon answers first (quick.py: ~3 ms, where
 loading the configuration and asking systemd costs tens); this module imports nothing else
 until that answer fails (no typing either).  Both parse the same :data:`OPTIONS`: the flags and
 help of --all, --json and --config are written once, here.

@@ -98,7 +98,7 @@ class Api:
         if identity is None:
             return text(404, "no unit configured: status asks systemd for its services")
         if req.headers.get("x-sdwatch-config") != identity:
-            return text(409, "the configuration files changed since the daemon loaded them")
+            return text(409, "other configuration files, or changed since the daemon loaded them")
         names = [n for n in req.query.get("units", "").split(",") if n]
         snap = status.pick(self.source.snapshot(), names)
         if snap is None:
