@@ -45,9 +45,10 @@ def test_anything_else_goes_to_typer(argv) -> None:
     assert plain_args(argv) is None
 
 
-def _run(entry: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
-    env.pop("TZ", None)
+def _run(entry: str, *args: str, tz: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus", "TZ": tz}
+    if not tz:
+        del env["TZ"]
     return subprocess.run([sys.executable, "-c", entry, *args], capture_output=True, text=True,
                           timeout=60, env=env)
 
@@ -151,14 +152,17 @@ def test_daemon_answers_both_paths_alike(served, args, form) -> None:
     assert "memcached.service" not in fast.stdout
 
 
-@pytest.mark.parametrize("args", [
-    ("status", "other.service"),  # not watched by that daemon
-    ("status", "bad name"),  # never watched: the full path says why
-    ("status", "--all"),
+@pytest.mark.parametrize("args, tz", [
+    (("status", "other.service"), ""),  # not watched by that daemon
+    (("status", "bad name"), ""),  # never watched: the full path says why
+    (("status", "nginx.service,memcached.service"), ""),  # one bad name, not two
+    (("status", "--all"), ""),
+    (("status",), "Asia/Tokyo"),  # the daemon writes times in its own zone
 ])
-def test_what_the_daemon_cannot_answer_takes_the_full_path(served, args) -> None:
+def test_what_the_daemon_cannot_answer_takes_the_full_path(served, args, tz) -> None:
     _, cfg = served
-    fast, slow = _run(FAST, *args, "-c", str(cfg)), _run(TYPER, *args, "-c", str(cfg))
+    fast, slow = (_run(FAST, *args, "-c", str(cfg), tz=tz),
+                  _run(TYPER, *args, "-c", str(cfg), tz=tz))
     assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout,
                                                            slow.stderr)
     assert fast.returncode in (2, 4) and fast.stdout == ""  # systemd is not reachable here
