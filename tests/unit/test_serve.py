@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -53,6 +55,9 @@ class Source:
             probes={("memcached.service", "memcached"): metrics.ProbeCounts(10, 4)},
             gave_up={"memcached.service": True}, unmonitored={},
             lateness_buckets=(1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3), lateness_sum=0.02)
+
+    def metrics(self) -> tuple[tuple[metrics.UnitFigures, ...], metrics.Facts]:
+        return metrics.unit_figures(self.snapshot(), self.facts()), self.facts()
 
     def command(self, name: str, command: str) -> Health | None:
         if name not in [u.name for u in self.snap.units]:
@@ -220,3 +225,52 @@ def test_status_hides_passwords_in_probe_urls() -> None:
     assert _without_password("https://admin:pw@host/x") == "https://admin:***@host/x"
     assert _without_password("http://host/a@b") == "http://host/a@b"
     assert _without_password("127.0.0.1:11211") == "127.0.0.1:11211"
+
+
+def _samples(body: bytes) -> set:
+    return {(s.name, tuple(sorted(s.labels.items())), s.value)
+            for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+
+
+def test_exposition_reuses_what_did_not_change_and_shows_what_did() -> None:
+    source = Source()
+    units, facts = source.metrics()
+    kept = metrics.Exposition()
+    first = kept.render(units, facts)
+    made = kept.made
+    assert kept.render(units, facts) == first and kept.made == made  # nothing changed
+    db = next(i for i, u in enumerate(units) if u.name == "db.service")
+    changed = list(units)
+    changed[db] = dataclasses.replace(units[db], active_state="active")
+    body = kept.render(changed, facts)
+    assert kept.made == made + 1  # only the state family was made again
+    fams = families(body)
+    assert sample(fams, "node_systemd_unit_state", name="db.service", state="active") == 1
+    assert sample(fams, "node_systemd_unit_state", name="db.service", state="failed") == 0
+    assert _samples(body) == _samples(metrics.Exposition().render(changed, facts))
+
+
+def test_exposition_never_serves_a_stale_value() -> None:
+    source = Source()
+    units, facts = source.metrics()
+    kept = metrics.Exposition()
+    rng = random.Random(12)
+    edits = [
+        lambda u: dataclasses.replace(u, active_state=rng.choice(metrics.UNIT_STATES)),
+        lambda u: dataclasses.replace(u, health=rng.choice(list(Health))),
+        lambda u: dataclasses.replace(u, gave_up=not u.gave_up),
+        lambda u: dataclasses.replace(u, restarts_sdwatch=u.restarts_sdwatch + 1),
+        lambda u: dataclasses.replace(u, memory=rng.choice([None, rng.randrange(1 << 30)])),
+        lambda u: dataclasses.replace(u, cpu_seconds=rng.random() * 100),
+        lambda u: dataclasses.replace(u, tasks=rng.randrange(100), service_type="notify"),
+        lambda u: dataclasses.replace(u, probes=tuple(dataclasses.replace(
+            p, ok=rng.choice([True, False, None]), duration=rng.random(), runs=p.runs + 1,
+            failures=p.failures + rng.randrange(2)) for p in u.probes)),
+    ]
+    for _ in range(200):
+        i = rng.randrange(len(units))
+        units = (*units[:i], rng.choice(edits)(units[i]), *units[i + 1:])
+        facts = dataclasses.replace(facts, reload_ok=rng.random() < 0.5)
+        assert kept.render(units, facts) == metrics.Exposition().render(units, facts)
+    assert _samples(kept.render(units, facts)) == _samples(metrics.Exposition().render(
+        units, facts))
