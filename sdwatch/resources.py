@@ -99,7 +99,7 @@ def cgroup_pids(control_group: str) -> list[int]:
         return []
     root, _ = _hierarchy()
     pids: list[int] = []
-    _collect_pids(os.path.join(root, control_group.lstrip("/")), pids)
+    _collect_pids(f"{root}/{control_group.lstrip('/')}", pids)
     return pids
 
 
@@ -131,8 +131,7 @@ def cgroup_cpu_nsec(control_group: str) -> int | None:
     if not control_group or not v2:
         return None
     try:
-        for line in read_small(os.path.join(root, control_group.lstrip("/"),
-                                            "cpu.stat")).splitlines():
+        for line in read_small(f"{root}/{control_group.lstrip('/')}/cpu.stat").splitlines():
             if line.startswith(b"usage_usec "):
                 return int(line.split()[1]) * 1000
     except (OSError, ValueError):
@@ -146,9 +145,9 @@ def cgroup_memory(control_group: str) -> int | None:
         return None
     rel = control_group.lstrip("/")
     root, v2 = _hierarchy()
-    candidates = ([os.path.join(root, rel, "memory.current")] if v2 else
-                  [os.path.join(CGROUP_ROOT, "memory", rel, "memory.usage_in_bytes"),
-                   os.path.join(root, rel, "memory.current")])
+    candidates = ([f"{root}/{rel}/memory.current"] if v2 else
+                  [f"{CGROUP_ROOT}/memory/{rel}/memory.usage_in_bytes",
+                   f"{root}/{rel}/memory.current"])
     for path in candidates:
         try:
             return int(read_small(path))
@@ -158,19 +157,20 @@ def cgroup_memory(control_group: str) -> int | None:
 
 
 def sample_unit(control_group: str, main_pid: int = 0, cpu_usage_nsec: int | None = None,
-                memory_current: int | None = None) -> UnitSample:
+                memory_current: int | None = None, count_fds: bool = True) -> UnitSample:
     """Sample every process of a unit's cgroup.
 
     CPU comes from the cgroup's own counter where there is one (pure v2: systemd's
     CPUUsageNSec, given or read from cpu.stat), else from the processes' own times; memory from
-    the cgroup's charge, else systemd's MemoryCurrent.
+    the cgroup's charge, else systemd's MemoryCurrent.  Without ``count_fds`` the open files
+    are not counted (``fds`` None): a directory listing per process saved.
     """
     rss = tasks = 0
     fds: int | None = 0
     cpu = 0.0
     alive = []
     for pid in cgroup_pids(control_group):
-        proc = read_process(pid)
+        proc = read_process(pid, count_fds)
         if proc is None:
             continue  # exited while we looked
         alive.append(pid)
@@ -197,6 +197,32 @@ def sample_unit(control_group: str, main_pid: int = 0, cpu_usage_nsec: int | Non
     )
 
 
+@dataclass(frozen=True)
+class UnitUsage:
+    """What a unit's cgroup uses: the figures /metrics shows."""
+
+    memory: int | None  # bytes charged to the cgroup
+    cpu_seconds: float
+    tasks: int  # threads
+
+
+def unit_usage(control_group: str, main_pid: int = 0) -> UnitUsage:
+    """Return what the unit's cgroup uses: from the cgroup's own counters where the kernel
+    keeps them all (pure v2: memory.current, cpu.stat, pids.current, three reads however many
+    processes), else from a sample of its processes (their open files not counted)."""
+    root, v2 = _hierarchy()
+    if v2:
+        try:
+            tasks = int(read_small(f"{root}/{control_group.lstrip('/')}/pids.current"))
+        except (OSError, ValueError):
+            tasks = None  # no pids controller here
+        cpu = cgroup_cpu_nsec(control_group) if tasks is not None else None
+        if tasks is not None and cpu is not None:
+            return UnitUsage(cgroup_memory(control_group), cpu / 1e9, tasks)
+    sample = sample_unit(control_group, main_pid, count_fds=False)
+    return UnitUsage(sample.memory, sample.cpu_seconds, sample.tasks)
+
+
 def process_start(pid: int) -> int | None:
     """Return when a process started (clock ticks since boot, /proc/PID/stat field 22), or
     None if it is gone: with the PID, an identity that survives PID reuse."""
@@ -221,7 +247,7 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def read_process(pid: int) -> ProcessSample | None:
+def read_process(pid: int, count_fds: bool = True) -> ProcessSample | None:
     """Read one process's RSS, CPU time, threads and open fds from /proc; None if it is gone.
 
     This is psutil's Process.memory_info/cpu_times/num_threads/num_fds in one read of
@@ -232,7 +258,7 @@ def read_process(pid: int) -> ProcessSample | None:
         stat = read_small(f"/proc/{pid}/stat")
         fields = stat[stat.rindex(b")") + 2:].split()  # the command name may hold spaces
         try:
-            fds = len(os.listdir(f"/proc/{pid}/fd"))
+            fds = len(os.listdir(f"/proc/{pid}/fd")) if count_fds else None
         except PermissionError:
             fds = None  # another user's process, and we are not root: unknown, not 0
     except (FileNotFoundError, ProcessLookupError):

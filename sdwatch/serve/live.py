@@ -18,6 +18,7 @@ from sdwatch.serve.metrics import Facts, ProbeCounts, ProbeFigures, UnitFigures
 from sdwatch.states import Health, judge_health
 
 SAMPLE_TTL = 2.0  # seconds a cgroup sample is served again (a scrape and the page together)
+_RUNNING = ("active", "reloading", "deactivating", "activating")
 
 
 class Live:
@@ -27,6 +28,7 @@ class Live:
         self.sup = sup
         self.socket_path = socket_path
         self.samples: dict[str, tuple[float, str, resources.UnitSample]] = {}
+        self.usages: dict[str, tuple[float, str, resources.UnitUsage]] = {}
         self.system: tuple[float, resources.SystemSample] | None = None
 
     def snapshot(self) -> status.Snapshot:
@@ -68,25 +70,26 @@ class Live:
                                        state.unmonitored))
                 continue
             active, sub, _ = w.seen if w.seen[0] else (info.active_state, info.sub_state, 0)
-            sample = self._sample(name, info.control_group, active, w.main_pid, now)
+            use = self._usage(name, info.control_group, active, w.main_pid, now)
             health = status.merged_health(judge_health(active, sub, info.load_state),
                                           w.health(wall))
             out.append(UnitFigures(
                 info.id, active, w.service_type, health, state.gave_up, state.unmonitored,
                 state.total_restarts, info.n_restarts,
-                sample.memory if sample else None, sample.cpu_seconds if sample else None,
-                sample.tasks if sample else info.tasks_current, _probe_figures(w)))
+                use.memory if use else None, use.cpu_seconds if use else None,
+                use.tasks if use else info.tasks_current, _probe_figures(w)))
         self._forget_unwatched()
         return tuple(out)
 
     def _forget_unwatched(self) -> None:
-        for name in [n for n in self.samples if n not in self.sup.watches]:
-            del self.samples[name]  # unwatched by a reload: memory stays flat
+        for kept in (self.samples, self.usages):
+            for name in [n for n in kept if n not in self.sup.watches]:
+                del kept[name]  # unwatched by a reload: memory stays flat
 
     def _sample(self, name: str, control_group: str, active: str, main_pid: int,
                 now: float) -> resources.UnitSample | None:
-        if not control_group or active not in ("active", "reloading", "deactivating",
-                                               "activating"):
+        """A sample of the unit's cgroup at most SAMPLE_TTL old, None if it runs nothing."""
+        if not control_group or active not in _RUNNING:
             self.samples.pop(name, None)
             return None
         cached = self.samples.get(name)
@@ -95,6 +98,20 @@ class Live:
         sample = resources.sample_unit(control_group, main_pid)
         self.samples[name] = (now, control_group, sample)
         return sample
+
+    def _usage(self, name: str, control_group: str, active: str, main_pid: int,
+               now: float) -> resources.UnitSample | resources.UnitUsage | None:
+        """What /metrics shows of the cgroup: a sample status took within SAMPLE_TTL, else
+        the cgroup's usage, read at most every SAMPLE_TTL (cheaper than a sample)."""
+        if not control_group or active not in _RUNNING:
+            self.usages.pop(name, None)
+            return None
+        for cached in (self.samples.get(name), self.usages.get(name)):
+            if cached and now - cached[0] < SAMPLE_TTL and cached[1] == control_group:
+                return cached[2]
+        use = resources.unit_usage(control_group, main_pid)
+        self.usages[name] = (now, control_group, use)
+        return use
 
     def facts(self) -> Facts:
         """The daemon's counters for /metrics, with each unit's."""
@@ -126,12 +143,14 @@ class Live:
 
 def _probe_figures(w: Any) -> tuple[ProbeFigures, ...]:
     """A watch's probes as the daemon's snapshot shows them: the last run, else policy's."""
-    states = {p.name: p for p in w.state.probes}
     out = []
     for probe in w.cfg.probes:
-        run, ps = w.probes.get(probe.name), states.get(probe.name)
+        run = w.probes.get(probe.name)
         runs, failed = w.runs.get(probe.name, (0, 0))
-        out.append(ProbeFigures(probe.name, probe.kind,
-                                run.ok if run else ps.last_ok if ps else None,
-                                run.duration if run else None, runs, failed))
+        if run is None:  # none since sdwatch started: what policy kept from before
+            kept = next((p for p in w.state.probes if p.name == probe.name), None)
+            out.append(ProbeFigures(probe.name, probe.kind, kept.last_ok if kept else None,
+                                    None, runs, failed))
+        else:
+            out.append(ProbeFigures(probe.name, probe.kind, run.ok, run.duration, runs, failed))
     return tuple(out)

@@ -81,3 +81,20 @@ def test_metrics_from_the_watches_equal_those_of_the_status_snapshot(
     assert 'sdwatch_unit_gave_up{name="db.service"} 1.0' in text
     assert 'sdwatch_probe_failures_total{kind="exec",probe="p",unit="web.service"} 2.0' in text
     assert "web.service" in live.samples  # our own cgroup, sampled once for both
+
+
+def test_a_scrape_reads_usage_and_status_still_samples_everything(
+        tmp_path: pathlib.Path) -> None:
+    sup = _supervisor(tmp_path)
+    own_cgroup = pathlib.Path("/proc/self/cgroup").read_text().splitlines()[0].split(":", 2)[2]
+    _seen(sup.watches["web.service"], _info("web.service", "active", "running",
+                                            control_group=own_cgroup))
+    live = Live(sup, str(tmp_path / "sdwatch.sock"))
+    live.metrics()  # the cgroup's usage only: /metrics shows no open files, no processes
+    assert "web.service" in live.usages and "web.service" not in live.samples
+    web = next(u for u in live.snapshot().units if u.name == "web.service")
+    assert web.fds is not None and web.fds > 0 and web.processes > 0
+    units, _ = live.metrics()  # and the sample status took serves /metrics too
+    shown = next(u for u in units if u.name == "web.service")
+    assert (shown.memory, shown.cpu_seconds, shown.tasks) == (web.memory, web.cpu_seconds,
+                                                              web.tasks)
