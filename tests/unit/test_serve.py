@@ -274,3 +274,10 @@ def test_exposition_never_serves_a_stale_value() -> None:
         assert kept.render(units, facts) == metrics.Exposition().render(units, facts)
     assert _samples(kept.render(units, facts)) == _samples(metrics.Exposition().render(
         units, facts))
+
+
+def test_page_escapes_as_the_html_module_does() -> None:
+    import html
+
+    for text in ("<a href=\"x\">'&amp;'</a>", "plain", "&&<<>>\"\"''", "é ✓ \u2028"):
+        assert page.escape(text) == html.escape(text, quote=True)
