@@ -27,8 +27,9 @@ class Live:
     def __init__(self, sup: Any, socket_path: str) -> None:
         self.sup = sup
         self.socket_path = socket_path
-        self.samples: dict[str, tuple[float, str, resources.UnitSample]] = {}
-        self.usages: dict[str, tuple[float, str, resources.UnitUsage]] = {}
+        # unit -> (when, (its cgroup, its main pid), what was read): a restart reads again
+        self.samples: dict[str, tuple[float, tuple[str, int], resources.UnitSample]] = {}
+        self.usages: dict[str, tuple[float, tuple[str, int], resources.UnitUsage]] = {}
         self.system: tuple[float, resources.SystemSample] | None = None
 
     def snapshot(self) -> status.Snapshot:
@@ -93,10 +94,10 @@ class Live:
             self.samples.pop(name, None)
             return None
         cached = self.samples.get(name)
-        if cached and now - cached[0] < SAMPLE_TTL and cached[1] == control_group:
+        if cached and now - cached[0] < SAMPLE_TTL and cached[1] == (control_group, main_pid):
             return cached[2]
         sample = resources.sample_unit(control_group, main_pid)
-        self.samples[name] = (now, control_group, sample)
+        self.samples[name] = (now, (control_group, main_pid), sample)
         return sample
 
     def _usage(self, name: str, control_group: str, active: str, main_pid: int,
@@ -107,10 +108,11 @@ class Live:
             self.usages.pop(name, None)
             return None
         for cached in (self.samples.get(name), self.usages.get(name)):
-            if cached and now - cached[0] < SAMPLE_TTL and cached[1] == control_group:
+            if cached and now - cached[0] < SAMPLE_TTL and cached[1] == (control_group,
+                                                                         main_pid):
                 return cached[2]
         use = resources.unit_usage(control_group, main_pid)
-        self.usages[name] = (now, control_group, use)
+        self.usages[name] = (now, (control_group, main_pid), use)
         return use
 
     def facts(self) -> Facts:

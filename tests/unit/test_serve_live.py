@@ -98,3 +98,19 @@ def test_a_scrape_reads_usage_and_status_still_samples_everything(
     shown = next(u for u in units if u.name == "web.service")
     assert (shown.memory, shown.cpu_seconds, shown.tasks) == (web.memory, web.cpu_seconds,
                                                               web.tasks)
+
+
+def test_a_restarted_unit_is_read_again_within_the_sample_ttl(tmp_path: pathlib.Path) -> None:
+    sup = _supervisor(tmp_path)
+    own_cgroup = pathlib.Path("/proc/self/cgroup").read_text().splitlines()[0].split(":", 2)[2]
+    web = sup.watches["web.service"]
+    _seen(web, _info("web.service", "active", "running", control_group=own_cgroup))
+    live = Live(sup, str(tmp_path / "sdwatch.sock"))
+    live.metrics()
+    first = live.usages["web.service"]
+    live.metrics()
+    assert live.usages["web.service"] is first  # within SAMPLE_TTL: read once
+    web.main_pid = 4242  # a new main process: what was read is of the old one
+    live.metrics()
+    assert live.usages["web.service"] is not first
+    assert live.usages["web.service"][1] == (own_cgroup, 4242)
