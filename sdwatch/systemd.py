@@ -356,9 +356,7 @@ class Systemd:
         props = _UNIT_PROPS if summary is None else _UNIT_PROPS[5:]
         wanted = set(_PROPS_BY_TYPE.get(kind, ()))
         if brief:
-            # Type= changes only with the unit file: the CLI's brief view goes without
-            skipped = _SKIPPED_WHEN_BRIEF - ({_ACTIVE_ENTER.decode(), "Type"} if started
-                                             else set())
+            skipped = _SKIPPED_WHEN_BRIEF - (_KEPT_WHEN_STARTED if started else set())
             props = tuple(p for p in props if p[0] not in skipped)
             wanted -= skipped
         unit = {k: self._get(path, UNIT_IFACE, k.encode(), sig, name) for k, sig in props}
@@ -560,6 +558,8 @@ _TYPE_PROPS = (("MainPID", b"u"), ("ControlGroup", b"s"), ("NRestarts", b"u"), (
                ("ExecMainStartTimestamp", b"t"), ("MemoryCurrent", b"t"), ("TasksCurrent", b"t"),
                ("CPUUsageNSec", b"t"), ("ExecMainCode", b"i"), ("ExecMainStatus", b"i"),
                ("Type", b"s"))
+# Type= changes only with the unit file: the daemon's reads keep it, the CLI's brief view not
+_KEPT_WHEN_STARTED = {_ACTIVE_ENTER.decode(), "Type"}
 _SKIPPED_WHEN_BRIEF = {"UnitFileState", "ActiveEnterTimestampMonotonic",
                        "ExecMainStartTimestamp", "MemoryCurrent", "TasksCurrent",
                        "CPUUsageNSec", "ExecMainCode", "ExecMainStatus", "InvocationID", "Type"}
