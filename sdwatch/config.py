@@ -66,7 +66,7 @@ class Settings:
     stop_budget: Duration = Duration(STOP_BUDGET)  # then SIGKILL a restarted unit's cgroup
     state_dir: str = "/var/lib/sdwatch"
     runtime_dir: str = configfiles.RUNTIME_DIR  # also holds the API socket, sdwatch.sock
-    listen: str = ""  # also serve the API over TCP, e.g. "127.0.0.1:9184"; off by default
+    listen: str = ""  # also serve the API over TCP, e.g. "127.0.0.1:19184"; off by default
     token_file: str = ""  # a 0600 file whose first line lets TCP clients restart/monitor
 
     def __post_init__(self) -> None:
@@ -102,7 +102,7 @@ def listen_address(text: str) -> tuple[str, int]:
         number = int(port)
     except ValueError:
         raise ValueError(f"{text!r} is not HOST:PORT with an IP address "
-                         '(e.g. "127.0.0.1:9184" or "[::1]:9184")') from None
+                         '(e.g. "127.0.0.1:19184" or "[::1]:19184")') from None
     if not sep or not 0 < number < 65536:
         raise ValueError(f"{text!r}: the port must be 1-65535")
     return host, number

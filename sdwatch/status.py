@@ -213,13 +213,18 @@ def with_daemon(u: UnitStatus, seen: UnitView | None) -> UnitStatus:
     probes = tuple(dataclasses.replace(p, last=seen.probe(p.name) or p.last)
                    for p in u.probes)
     health, problem = u.health, u.problem
-    # systemd's view stands for failed/stopped units; the daemon adds failing, gave-up, ...
-    if u.health.ok and not seen.health.ok:
+    if merged_health(u.health, seen.health) is not u.health:
         health = seen.health
         problem = seen.last_failure.reason if seen.last_failure else ""
     return dataclasses.replace(u, probes=probes, health=health, problem=problem,
                                restarts_sdwatch=seen.restarts_by_sdwatch,
                                last_failure=seen.last_failure, limits=seen.limits)
+
+
+def merged_health(systemd: Health, daemon: Health) -> Health:
+    """A unit's health from systemd's view and the daemon's verdict: systemd's stands for
+    failed and stopped units; the daemon adds failing, gave-up, ..."""
+    return daemon if systemd.ok and not daemon.ok else systemd
 
 
 def _probe_target(probe: ProbeConfig) -> str:

@@ -84,6 +84,7 @@ class UnitInfo:
     exec_main_status: int = 0  # its exit status, or the signal number
     invocation_id: str = ""  # the journal's _SYSTEMD_INVOCATION_ID of the current/last run
     active_enter_monotonic: int = 0  # µs of CLOCK_MONOTONIC when it last became active, 0 never
+    service_type: str = ""  # a service's Type= (a mount's file system type), "" unread or other
 
     @property
     def type(self) -> str:
@@ -355,7 +356,7 @@ class Systemd:
         props = _UNIT_PROPS if summary is None else _UNIT_PROPS[5:]
         wanted = set(_PROPS_BY_TYPE.get(kind, ()))
         if brief:
-            skipped = _SKIPPED_WHEN_BRIEF - ({_ACTIVE_ENTER.decode()} if started else set())
+            skipped = _SKIPPED_WHEN_BRIEF - (_KEPT_WHEN_STARTED if started else set())
             props = tuple(p for p in props if p[0] not in skipped)
             wanted -= skipped
         unit = {k: self._get(path, UNIT_IFACE, k.encode(), sig, name) for k, sig in props}
@@ -385,6 +386,7 @@ class Systemd:
             exec_main_status=int(svc.get("ExecMainStatus", 0)),
             invocation_id=bytes(unit.get("InvocationID", b"")).hex(),
             active_enter_monotonic=int(unit.get("ActiveEnterTimestampMonotonic", 0)),
+            service_type=_str(svc.get("Type", b"")),
         )
 
     def units_info(self, names: Iterable[str], brief: bool = False, started: bool = False,
@@ -554,18 +556,21 @@ _UNIT_PROPS = (("Id", b"s"), ("Description", b"s"), ("LoadState", b"s"), ("Activ
                ("InvocationID", b"ay"), ("ActiveEnterTimestampMonotonic", b"t"))
 _TYPE_PROPS = (("MainPID", b"u"), ("ControlGroup", b"s"), ("NRestarts", b"u"), ("Result", b"s"),
                ("ExecMainStartTimestamp", b"t"), ("MemoryCurrent", b"t"), ("TasksCurrent", b"t"),
-               ("CPUUsageNSec", b"t"), ("ExecMainCode", b"i"), ("ExecMainStatus", b"i"))
+               ("CPUUsageNSec", b"t"), ("ExecMainCode", b"i"), ("ExecMainStatus", b"i"),
+               ("Type", b"s"))
+# Type= changes only with the unit file: the daemon's reads keep it, the CLI's brief view not
+_KEPT_WHEN_STARTED = {_ACTIVE_ENTER.decode(), "Type"}
 _SKIPPED_WHEN_BRIEF = {"UnitFileState", "ActiveEnterTimestampMonotonic",
                        "ExecMainStartTimestamp", "MemoryCurrent", "TasksCurrent",
-                       "CPUUsageNSec", "ExecMainCode", "ExecMainStatus", "InvocationID"}
+                       "CPUUsageNSec", "ExecMainCode", "ExecMainStatus", "InvocationID", "Type"}
 _CGROUP = ("ControlGroup", "MemoryCurrent", "TasksCurrent", "CPUUsageNSec")
 _PROPS_BY_TYPE: dict[str, tuple[str, ...]] = {
     "service": ("MainPID", "NRestarts", "Result", "ExecMainStartTimestamp", "ExecMainCode",
-                "ExecMainStatus") + _CGROUP,
+                "ExecMainStatus", "Type") + _CGROUP,
     "scope": ("Result",) + _CGROUP,
     "slice": _CGROUP,
     "socket": ("Result",) + _CGROUP,
-    "mount": ("Result",) + _CGROUP,
+    "mount": ("Result", "Type") + _CGROUP,  # node_exporter's type label: the file system
     "swap": ("Result",) + _CGROUP,
 }
 

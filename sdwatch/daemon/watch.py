@@ -52,9 +52,15 @@ class Watch:
     limits: dict[str, LimitRun] = field(default_factory=dict)  # last reading per resource
     last_sample: resources.UnitSample | None = None
     info: UnitInfo | None = None  # systemd's last full answer about the unit
+    service_type: str = ""  # Type= as last read (a read of an inactive unit may not say)
     runs: dict[str, tuple[int, int]] = field(default_factory=dict)  # probe -> (runs, failed)
     tasks: list[asyncio.Task] = field(default_factory=list)
     unreadable: str = ""  # why systemd's view of the unit could not be read ("" once read)
+
+    def took(self, info: UnitInfo) -> None:
+        """Keep systemd's answer about the unit."""
+        self.info = info
+        self.service_type = info.service_type or self.service_type
 
     def health(self, now: float) -> Health:
         """Policy's verdict, or "unknown" while systemd's view could not be read."""
@@ -129,7 +135,7 @@ class Watcher:
             log.debug("%s: cannot read its state: %s", name, w.unreadable)
             return
         w.unreadable = ""
-        w.info = info
+        w.took(info)
         if w.seen != ("", "", 0) and not newest:
             # a signal came after our subscription: it is the newer truth about the state
             w.control_group = w.control_group or info.control_group
@@ -246,7 +252,7 @@ class Watcher:
         w.result, w.main_pid, w.control_group = info.result, info.main_pid, info.control_group
         if info.active_enter_monotonic:
             w.since = _wall_clock(info.active_enter_monotonic)
-        w.info = info
+        w.took(info)
         if not observe:
             return
         w.unreadable = ""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from sdwatch import exits, status
 from sdwatch.serve import metrics, page
@@ -41,7 +41,8 @@ class Source(Protocol):
 
     def snapshot(self) -> status.Snapshot: ...
 
-    def facts(self) -> metrics.Facts: ...
+    def metrics(self) -> tuple[Sequence[metrics.UnitFigures], metrics.Facts]:
+        """Each unit's figures and the daemon's counters, for /metrics."""
 
     def command(self, unit: str, command: str) -> Health | None:
         """Carry out a command; return the unit's health after it, None if not watched."""
@@ -62,6 +63,7 @@ class Api:
     def __init__(self, source: Source, token: str = "") -> None:
         self.source = source
         self.token = token
+        self.exposition = metrics.Exposition()  # keeps the text of what did not change
 
     def __call__(self, req: Request) -> Response:
         if req.path.startswith(UNITS):
@@ -82,8 +84,8 @@ class Api:
                           "'unsafe-inline'"), ("x-frame-options", "DENY")))
 
     def _metrics(self) -> Response:
-        body = metrics.render(self.source.snapshot(), self.source.facts())
-        return Response(200, body, metrics.CONTENT_TYPE)
+        units, facts = self.source.metrics()
+        return Response(200, self.exposition.render(units, facts), metrics.CONTENT_TYPE)
 
     def _status(self) -> Response:
         return _json(200, status.to_json(self.source.snapshot()))

@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 from sdwatch import __version__, resources, status
-from sdwatch.serve.metrics import Facts, ProbeCounts
-from sdwatch.states import Health
+from sdwatch.serve.metrics import Facts, ProbeCounts, ProbeFigures, UnitFigures
+from sdwatch.states import Health, judge_health
 
 SAMPLE_TTL = 2.0  # seconds a cgroup sample is served again (a scrape and the page together)
+_RUNNING = ("active", "reloading", "deactivating", "activating")
 
 
 class Live:
@@ -26,7 +27,9 @@ class Live:
     def __init__(self, sup: Any, socket_path: str) -> None:
         self.sup = sup
         self.socket_path = socket_path
-        self.samples: dict[str, tuple[float, str, resources.UnitSample]] = {}
+        # unit -> (when, (its cgroup, its main pid), what was read): a restart reads again
+        self.samples: dict[str, tuple[float, tuple[str, int], resources.UnitSample]] = {}
+        self.usages: dict[str, tuple[float, tuple[str, int], resources.UnitUsage]] = {}
         self.system: tuple[float, resources.SystemSample] | None = None
 
     def snapshot(self) -> status.Snapshot:
@@ -34,6 +37,7 @@ class Live:
         sup = self.sup
         now = time.monotonic()
         daemon = sup.snapshot()
+        views = {u.name: u for u in daemon.units}
         units = []
         for name, w in sup.watches.items():
             info = w.info
@@ -43,11 +47,10 @@ class Live:
             active, sub, _ = w.seen if w.seen[0] else (info.active_state, info.sub_state, 0)
             info = dataclasses.replace(info, active_state=active, sub_state=sub,
                                        result=w.result, main_pid=w.main_pid)
-            sample = self._sample(name, info, now)
+            sample = self._sample(name, info.control_group, active, w.main_pid, now)
             units.append(status.with_daemon(status.unit_status(info, sample, sup.cfg),
-                                            daemon.unit(name)))
-        for name in [n for n in self.samples if n not in sup.watches]:
-            del self.samples[name]  # unwatched by a reload: memory stays flat
+                                            views.get(name)))
+        self._forget_unwatched()
         if self.system is None or now - self.system[0] > SAMPLE_TTL:
             self.system = (now, resources.sample_system())
         return status.Snapshot(
@@ -56,30 +59,82 @@ class Live:
             daemon=status.DaemonInfo(True, self.socket_path, os.getpid(), daemon.status,
                                      daemon.updated_at))
 
-    def _sample(self, name: str, info: Any, now: float) -> resources.UnitSample | None:
-        if not info.control_group or info.active_state not in ("active", "reloading",
-                                                               "deactivating", "activating"):
+    def unit_figures(self) -> tuple[UnitFigures, ...]:
+        """What /metrics shows of each unit, read from the watches as ``snapshot`` reads them
+        (the same samples, the same health rule) without building the status records."""
+        sup, now, wall = self.sup, time.monotonic(), time.time()
+        out = []
+        for name, w in sup.watches.items():
+            info, state = w.info, w.state
+            if info is None:  # as status.missing_unit shows it
+                out.append(UnitFigures(name, "inactive", "", Health.MISSING, state.gave_up,
+                                       state.unmonitored))
+                continue
+            active, sub, _ = w.seen if w.seen[0] else (info.active_state, info.sub_state, 0)
+            use = self._usage(name, info.control_group, active, w.main_pid, now)
+            health = status.merged_health(judge_health(active, sub, info.load_state),
+                                          w.health(wall))
+            out.append(UnitFigures(
+                info.id, active, w.service_type, health, state.gave_up, state.unmonitored,
+                state.total_restarts, info.n_restarts,
+                use.memory if use else None, use.cpu_seconds if use else None,
+                use.tasks if use else info.tasks_current, _probe_figures(w)))
+        self._forget_unwatched()
+        return tuple(out)
+
+    def _forget_unwatched(self) -> None:
+        for kept in (self.samples, self.usages):
+            for name in [n for n in kept if n not in self.sup.watches]:
+                del kept[name]  # unwatched by a reload: memory stays flat
+
+    def _sample(self, name: str, control_group: str, active: str, main_pid: int,
+                now: float) -> resources.UnitSample | None:
+        """A sample of the unit's cgroup at most SAMPLE_TTL old, None if it runs nothing."""
+        if not control_group or active not in _RUNNING:
             self.samples.pop(name, None)
             return None
         cached = self.samples.get(name)
-        if cached and now - cached[0] < SAMPLE_TTL and cached[1] == info.control_group:
+        if cached and now - cached[0] < SAMPLE_TTL and cached[1] == (control_group, main_pid):
             return cached[2]
-        sample = resources.sample_unit(info.control_group, info.main_pid)
-        self.samples[name] = (now, info.control_group, sample)
+        sample = resources.sample_unit(control_group, main_pid)
+        self.samples[name] = (now, (control_group, main_pid), sample)
         return sample
 
+    def _usage(self, name: str, control_group: str, active: str, main_pid: int,
+               now: float) -> resources.UnitSample | resources.UnitUsage | None:
+        """What /metrics shows of the cgroup: a sample status took within SAMPLE_TTL, else
+        the cgroup's usage, read at most every SAMPLE_TTL (cheaper than a sample)."""
+        if not control_group or active not in _RUNNING:
+            self.usages.pop(name, None)
+            return None
+        for cached in (self.samples.get(name), self.usages.get(name)):
+            if cached and now - cached[0] < SAMPLE_TTL and cached[1] == (control_group,
+                                                                         main_pid):
+                return cached[2]
+        use = resources.unit_usage(control_group, main_pid)
+        self.usages[name] = (now, (control_group, main_pid), use)
+        return use
+
     def facts(self) -> Facts:
-        """The daemon's counters for /metrics."""
+        """The daemon's counters for /metrics, with each unit's."""
+        watches = self.sup.watches
+        return dataclasses.replace(
+            self._own_facts(),
+            probes={(n, p): ProbeCounts(*c) for n, w in watches.items() for p, c in w.runs.items()},
+            gave_up={n: w.state.gave_up for n, w in watches.items()},
+            unmonitored={n: w.state.unmonitored for n, w in watches.items()},
+            service_types={n: w.service_type for n, w in watches.items()})
+
+    def metrics(self) -> tuple[tuple[UnitFigures, ...], Facts]:
+        """What /metrics shows: each unit's figures, and the daemon's own counters."""
+        return self.unit_figures(), self._own_facts()
+
+    def _own_facts(self) -> Facts:
         sup = self.sup
         counts, lateness_sum = sup.schedules.histogram()
-        return Facts(
-            version=__version__, started_at=sup.publisher.started_at, reload_ok=sup.reload_ok,
-            reload_at=sup.reload_at,
-            probes={(n, p): ProbeCounts(*c) for n, w in sup.watches.items()
-                    for p, c in w.runs.items()},
-            gave_up={n: w.state.gave_up for n, w in sup.watches.items()},
-            unmonitored={n: w.state.unmonitored for n, w in sup.watches.items()},
-            lateness_buckets=counts, lateness_sum=lateness_sum)
+        return Facts(version=__version__, started_at=sup.publisher.started_at,
+                     reload_ok=sup.reload_ok, reload_at=sup.reload_at,
+                     lateness_buckets=counts, lateness_sum=lateness_sum)
 
     def config_identity(self) -> str | None:
         """The identity of the files the daemon's configuration was read from."""
@@ -91,3 +146,18 @@ class Live:
         if unit not in self.sup.watches:
             return None
         return self.sup.command(unit, command)
+
+
+def _probe_figures(w: Any) -> tuple[ProbeFigures, ...]:
+    """A watch's probes as the daemon's snapshot shows them: the last run, else policy's."""
+    out = []
+    for probe in w.cfg.probes:
+        run = w.probes.get(probe.name)
+        runs, failed = w.runs.get(probe.name, (0, 0))
+        if run is None:  # none since sdwatch started: what policy kept from before
+            kept = next((p for p in w.state.probes if p.name == probe.name), None)
+            out.append(ProbeFigures(probe.name, probe.kind, kept.last_ok if kept else None,
+                                    None, runs, failed))
+        else:
+            out.append(ProbeFigures(probe.name, probe.kind, run.ok, run.duration, runs, failed))
+    return tuple(out)

@@ -107,6 +107,9 @@ def test_cli_over_the_socket_and_control(daemon, memcached) -> None:  # noqa: F8
     assert code == 200 and out.returncode == 0, out.stdout + out.stderr
     assert b'probe_success{kind="memcached",probe="memcached",unit="memcached.service"} 1.0' \
         in body
+    # the type label is the service's Type=, as node_exporter gives it (memcached's: simple)
+    assert b'node_systemd_unit_state{name="memcached.service",state="active",type="simple"} 1.0' \
+        in body
 
 
 def test_token_lets_tcp_clients_act(daemon, memcached, tmp_path) -> None:  # noqa: F811

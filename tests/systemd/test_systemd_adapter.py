@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 from nobody import run_as_nobody
-from sdcheck import show, wait_for
+from sdcheck import show, systemctl, wait_for
 
 from sdwatch.systemd import Systemd, UnitError, object_path
 
@@ -136,6 +136,25 @@ def test_units_info_equals_unit_info(sd, make_unit) -> None:
     assert (missing.load_state, missing.active_state, missing.main_pid) == ("not-found",
                                                                             "inactive", 0)
     assert all(isinstance(v, (str, int, type(None))) for v in vars(batch[running]).values())
+
+
+def test_service_type_as_node_exporter_reads_it(sd, make_unit) -> None:
+    simple = make_unit(SLEEPER)
+    oneshot = make_unit("Type=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true")
+    notify = make_unit("Type=notify\nNotifyAccess=all\n"
+                       "ExecStart=/bin/sh -c 'systemd-notify --ready; exec sleep infinity'")
+    wait_for(lambda: show(simple, "ActiveState") == "active", what="unit active")
+    mount = sd.list_units(types=("mount",), states=("active",))[0].name
+    expected = {simple: "simple", oneshot: "oneshot", notify: "notify", "init.scope": "",
+                mount: systemctl("show", "-p", "Type", "--value", "--", mount).strip()}
+    assert expected[mount]  # a mount's type is its file system's, as node_exporter says
+    names = list(expected)
+    # the daemon's batched reads and a full read say it; the CLI's brief view need not
+    daemon = sd.units_info(names, brief=True, started=True)
+    assert {n: i.service_type for n, i in daemon.items()} == expected
+    assert {n: sd.unit_info(n).service_type for n in names} == expected
+    brief = sd.units_info(names, brief=True)
+    assert {n: i.service_type for n, i in brief.items()} == dict.fromkeys(names, "")
 
 
 def test_object_paths_are_systemds(sd, make_unit) -> None:

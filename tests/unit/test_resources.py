@@ -229,3 +229,27 @@ def test_evaluate_skips_cpu_without_a_measurement_and_uses_rss_without_cgroup() 
     got = resources.evaluate(limits, _unit_sample(memory=None), None, 1 << 30, 2)
     assert [r.resource for r in got] == ["memory"]
     assert not got[0].over and got[0].value == 100 << 20
+
+
+def test_sample_unit_without_counting_open_files(v2: pathlib.Path) -> None:
+    _procs(v2 / "system.slice" / "t.service", os.getpid())
+    full = resources.sample_unit("/system.slice/t.service", os.getpid())
+    light = resources.sample_unit("/system.slice/t.service", os.getpid(), count_fds=False)
+    assert full.fds is not None and full.fds > 0 and light.fds is None
+    assert light.pids == full.pids == (os.getpid(),) and light.tasks == full.tasks
+
+
+def test_unit_usage_from_the_cgroups_own_counters_on_v2(v2: pathlib.Path) -> None:
+    unit = v2 / "system.slice" / "app.service"
+    _procs(unit, 999999)  # not read: the counters say it all
+    (unit / "memory.current").write_text("4096\n")
+    (unit / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
+    (unit / "pids.current").write_text("7\n")
+    assert resources.unit_usage("/system.slice/app.service") == resources.UnitUsage(4096, 2.5, 7)
+
+
+def test_unit_usage_from_the_processes_without_counters(v2: pathlib.Path) -> None:
+    _procs(v2 / "system.slice" / "t.service", os.getpid())  # no pids.current: no controller
+    use = resources.unit_usage("/system.slice/t.service", os.getpid())
+    sample = resources.sample_unit("/system.slice/t.service", os.getpid())
+    assert use.tasks == sample.tasks > 0 and use.memory == sample.memory

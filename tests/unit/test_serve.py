@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -59,6 +61,9 @@ class Source:
 
     def config_identity(self) -> str | None:
         return self.identity
+
+    def metrics(self) -> tuple[tuple[metrics.UnitFigures, ...], metrics.Facts]:
+        return metrics.unit_figures(self.snapshot(), self.facts()), self.facts()
 
     def command(self, name: str, command: str) -> Health | None:
         if name not in [u.name for u in self.snap.units]:
@@ -264,3 +269,58 @@ def test_report_only_for_the_same_files_and_watched_units() -> None:
     assert call(Api(source), "GET", "/api/v1/report", USER).status == 409
     source.identity = None  # no unit configured: status lists systemd's services itself
     assert report(source).status == 404
+
+def _samples(body: bytes) -> set:
+    return {(s.name, tuple(sorted(s.labels.items())), s.value)
+            for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+
+
+def test_exposition_reuses_what_did_not_change_and_shows_what_did() -> None:
+    source = Source()
+    units, facts = source.metrics()
+    kept = metrics.Exposition()
+    first = kept.render(units, facts)
+    made = kept.made
+    assert kept.render(units, facts) == first and kept.made == made  # nothing changed
+    db = next(i for i, u in enumerate(units) if u.name == "db.service")
+    changed = list(units)
+    changed[db] = dataclasses.replace(units[db], active_state="active")
+    body = kept.render(changed, facts)
+    assert kept.made == made + 1  # only the state family was made again
+    fams = families(body)
+    assert sample(fams, "node_systemd_unit_state", name="db.service", state="active") == 1
+    assert sample(fams, "node_systemd_unit_state", name="db.service", state="failed") == 0
+    assert _samples(body) == _samples(metrics.Exposition().render(changed, facts))
+
+
+def test_exposition_never_serves_a_stale_value() -> None:
+    source = Source()
+    units, facts = source.metrics()
+    kept = metrics.Exposition()
+    rng = random.Random(12)
+    edits = [
+        lambda u: dataclasses.replace(u, active_state=rng.choice(metrics.UNIT_STATES)),
+        lambda u: dataclasses.replace(u, health=rng.choice(list(Health))),
+        lambda u: dataclasses.replace(u, gave_up=not u.gave_up),
+        lambda u: dataclasses.replace(u, restarts_sdwatch=u.restarts_sdwatch + 1),
+        lambda u: dataclasses.replace(u, memory=rng.choice([None, rng.randrange(1 << 30)])),
+        lambda u: dataclasses.replace(u, cpu_seconds=rng.random() * 100),
+        lambda u: dataclasses.replace(u, tasks=rng.randrange(100), service_type="notify"),
+        lambda u: dataclasses.replace(u, probes=tuple(dataclasses.replace(
+            p, ok=rng.choice([True, False, None]), duration=rng.random(), runs=p.runs + 1,
+            failures=p.failures + rng.randrange(2)) for p in u.probes)),
+    ]
+    for _ in range(200):
+        i = rng.randrange(len(units))
+        units = (*units[:i], rng.choice(edits)(units[i]), *units[i + 1:])
+        facts = dataclasses.replace(facts, reload_ok=rng.random() < 0.5)
+        assert kept.render(units, facts) == metrics.Exposition().render(units, facts)
+    assert _samples(kept.render(units, facts)) == _samples(metrics.Exposition().render(
+        units, facts))
+
+
+def test_page_escapes_as_the_html_module_does() -> None:
+    import html
+
+    for text in ("<a href=\"x\">'&amp;'</a>", "plain", "&&<<>>\"\"''", "é ✓ \u2028"):
+        assert page.escape(text) == html.escape(text, quote=True)
