@@ -76,16 +76,15 @@ _CHUNK = 65536
 
 def read_small(path: str) -> bytes:
     """Return a whole /proc or cgroup file: plain os.read, a third of what a Python file
-    object costs (a scrape reads thousands of them)."""
+    object costs (a scrape reads thousands of them).  Read until the end: the kernel serves
+    these files about a page per read, so a short read is not the end (cgroup.procs of a
+    unit with a thousand processes spans several)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = os.read(fd, _CHUNK)
-        if len(data) < _CHUNK:  # these files answer a read whole: a short one is the end
-            return data
-        chunks = [data]
+        chunks = []
         while chunk := os.read(fd, _CHUNK):
             chunks.append(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(fd)
 
