@@ -6,7 +6,8 @@ round trip on its socket.  It imports os, sys and the C socket module only (``so
 alone cost ~5 ms, the config's machinery ~15 ms).  Whatever the daemon could not answer as
 the full path (report.collect_and_render) would, it leaves to that path by returning None:
 no daemon, --all, no unit configured, files other than those it loaded or changed since, a unit
-it does not watch or a bad unit name, $TZ set here (the daemon writes times in its own zone).
+it does not watch or a bad unit name (one not ASCII among them), $TZ set here (the daemon
+writes times in its own zone).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def answer(units: list[str] | tuple[str, ...] = (), all_units: bool = False,
            summary: bool = False) -> int | None:
     """Print the daemon's report for this command line; return its exit status (0 all
     healthy, 3 some unit not), or None when the full path must answer."""
-    if all_units or "TZ" in os.environ or any(not n or "," in n for n in units):
+    if all_units or "TZ" in os.environ or any(
+            not n or "," in n or not n.isascii() for n in units):
+
         return None
     main, explicit = configfiles.main_path(config_path)
     files = configfiles.config_paths(config_path)

@@ -156,6 +156,8 @@ def test_daemon_answers_both_paths_alike(served, args, form) -> None:
     (("status", "other.service"), ""),  # not watched by that daemon
     (("status", "bad name"), ""),  # never watched: the full path says why
     (("status", "nginx.service,memcached.service"), ""),  # one bad name, not two
+    (("status", "\udcff.service"), ""),  # not UTF-8 (the byte 0xff on the command line)
+    (("status", "caf\u00e9.service"), ""),  # not ASCII
     (("status", "--all"), ""),
     (("status",), "Asia/Tokyo"),  # the daemon writes times in its own zone
 ])
