@@ -92,6 +92,18 @@ class UnitInfo:
         return self.id.rsplit(".", 1)[-1]
 
 
+def brief_view(info: UnitInfo) -> UnitInfo:
+    """Given any read of a unit, return what a brief read with its ListUnits row (as
+    `sdwatch status` reads) shows of it: the fields ``_SKIPPED_WHEN_BRIEF`` names left blank,
+    and of an inactive unit only its name and states."""
+    if info.active_state == "inactive":
+        return UnitInfo(info.id, info.description, info.load_state, info.active_state,
+                        info.sub_state, "", "", 0, "", 0, 0, 0, None, None, None)
+    return UnitInfo(info.id, info.description, info.load_state, info.active_state,
+                    info.sub_state, "", info.result, info.main_pid, info.control_group,
+                    info.n_restarts, info.active_enter_timestamp, 0, None, None, None)
+
+
 def _dbuslib() -> types.ModuleType:
     """Import pystemd's low-level bus module, as its package is meant to be imported."""
     try:

@@ -16,6 +16,7 @@ from typing import Any
 from sdwatch import __version__, resources, status
 from sdwatch.serve.metrics import Facts, ProbeCounts, ProbeFigures, UnitFigures
 from sdwatch.states import Health, judge_health
+from sdwatch.systemd import brief_view
 
 SAMPLE_TTL = 2.0  # seconds a cgroup sample is served again (a scrape and the page together)
 _RUNNING = ("active", "reloading", "deactivating", "activating")
@@ -45,8 +46,10 @@ class Live:
                 units.append(status.missing_unit(name, "not read from systemd yet", True))
                 continue
             active, sub, _ = w.seen if w.seen[0] else (info.active_state, info.sub_state, 0)
-            info = dataclasses.replace(info, active_state=active, sub_state=sub,
-                                       result=w.result, main_pid=w.main_pid)
+            # no more than the command's own brief read shows (a unit read again in full
+            # once active would show its unit-file state, another CPU base)
+            info = brief_view(dataclasses.replace(info, active_state=active, sub_state=sub,
+                                                  result=w.result, main_pid=w.main_pid))
             sample = self._sample(name, info.control_group, active, w.main_pid, now)
             units.append(status.with_daemon(status.unit_status(info, sample, sup.cfg),
                                             views.get(name)))

@@ -123,3 +123,33 @@ def test_a_config_edited_after_load_is_not_ignored(daemon, make_unit) -> None:  
     quick_run = sdwatch("status", "--config", str(CONFIG))
     assert quick_run.returncode == 3 and quick_run.stderr == ""
     assert f"Service '{added}'" in quick_run.stdout
+
+
+def test_units_restarted_or_stopped_after_the_daemon_started_read_as_the_full_path(
+        daemon, make_unit) -> None:  # noqa: F811
+    restarted, stopped = make_unit(SLEEPER), make_unit(SLEEPER)
+    daemon(f'[unit."{restarted}"]\ngrace = "100ms"\n[unit."{stopped}"]\n{ALERT}')
+    wait_for(lambda: [unit_status(u).get("health") for u in (restarted, stopped)] == [
+        "healthy", "healthy"], what="both healthy")
+    systemctl("restart", restarted, stopped)  # the daemon reads each again once active
+    systemctl("stop", stopped)
+
+    def quick_units() -> dict:
+        r = sdwatch("status", "--json", "--config", str(CONFIG))
+        return {u["name"]: u for u in json.loads(r.stdout)["units"]}
+
+    wait_for(lambda: quick_units()[restarted]["main_pid"] == int(show(restarted, "MainPID")) and
+             unit_status(stopped).get("health") == "stopped", what="the daemon saw both")
+    assert answered_by() == str(SOCK)
+    quick_run, full = sdwatch("status", "--config", str(CONFIG)), full_path()
+    assert quick_run.returncode == full.returncode == 3  # stopped
+    assert steady(quick_run.stdout) == steady(full.stdout)
+    assert "unit file" not in quick_run.stdout  # the brief view never reads it
+    quick_json, full_json = quick_units(), json.loads(full_path(form="json").stdout)["units"]
+    for key in ("active_state", "sub_state", "result", "unit_file_state", "main_pid",
+                "restarts_systemd", "uptime", "cpu_window", "tasks"):
+        assert [quick_json[u["name"]][key] is None for u in full_json] == [
+            u[key] is None for u in full_json], key
+        if key not in ("uptime", "tasks"):  # these move between two runs
+            assert [quick_json[u["name"]][key] for u in full_json] == [
+                u[key] for u in full_json], key

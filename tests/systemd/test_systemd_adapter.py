@@ -11,7 +11,7 @@ import pytest
 from nobody import run_as_nobody
 from sdcheck import show, systemctl, wait_for
 
-from sdwatch.systemd import Systemd, UnitError, object_path
+from sdwatch.systemd import Systemd, UnitError, brief_view, object_path
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SLEEPER = "ExecStart=/bin/sleep infinity"
@@ -136,6 +136,16 @@ def test_units_info_equals_unit_info(sd, make_unit) -> None:
     assert (missing.load_state, missing.active_state, missing.main_pid) == ("not-found",
                                                                             "inactive", 0)
     assert all(isinstance(v, (str, int, type(None))) for v in vars(batch[running]).values())
+
+
+def test_brief_view_of_any_read_is_what_the_commands_brief_read_shows(sd, make_unit) -> None:
+    running, stopped = make_unit(SLEEPER), make_unit(SLEEPER, start=False)
+    wait_for(lambda: show(running, "ActiveState") == "active", what="unit active")
+    names = [running, stopped]
+    brief = sd.units_info(names, brief=True)  # as `sdwatch status` reads them
+    for reads in (sd.units_info(names), sd.units_info(names, brief=True, started=True)):
+        assert {n: brief_view(i) for n, i in reads.items()} == brief
+    assert brief_view(sd.unit_info(running)).unit_file_state == ""
 
 
 def test_service_type_as_node_exporter_reads_it(sd, make_unit) -> None:
