@@ -40,7 +40,7 @@ class Live:
         daemon = sup.snapshot()
         views = {u.name: u for u in daemon.units}
         units = []
-        for name, w in sup.watches.items():
+        for name, w in self._watches():
             info = w.info
             if info is None:
                 units.append(status.missing_unit(name, "not read from systemd yet", True))
@@ -65,9 +65,9 @@ class Live:
     def unit_figures(self) -> tuple[UnitFigures, ...]:
         """What /metrics shows of each unit, read from the watches as ``snapshot`` reads them
         (the same samples, the same health rule) without building the status records."""
-        sup, now, wall = self.sup, time.monotonic(), time.time()
+        now, wall = time.monotonic(), time.time()
         out = []
-        for name, w in sup.watches.items():
+        for name, w in self._watches():
             info, state = w.info, w.state
             if info is None:  # as status.missing_unit shows it
                 out.append(UnitFigures(name, "inactive", "", Health.MISSING, state.gave_up,
@@ -84,6 +84,12 @@ class Live:
                 use.tasks if use else info.tasks_current, _probe_figures(w)))
         self._forget_unwatched()
         return tuple(out)
+
+    def _watches(self) -> list[tuple[str, Any]]:
+        """The watches in the configuration's order, the command's: a reload appends the
+        units it changed at the end of the watches."""
+        watches = self.sup.watches
+        return [(name, watches[name]) for name in self.sup.cfg.units if name in watches]
 
     def _forget_unwatched(self) -> None:
         for kept in (self.samples, self.usages):

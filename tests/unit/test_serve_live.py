@@ -117,3 +117,13 @@ def test_a_restarted_unit_is_read_again_within_the_sample_ttl(tmp_path: pathlib.
     live.metrics()
     assert live.usages["web.service"] is not first
     assert live.usages["web.service"][1] == (own_cgroup, 4242)
+
+
+def test_units_are_listed_in_the_configurations_order_after_a_reload(
+        tmp_path: pathlib.Path) -> None:
+    sup = _supervisor(tmp_path)
+    sup.watches["web.service"] = sup.watches.pop("web.service")  # as a reload re-adds a change
+    assert list(sup.watches) != list(UNITS)
+    live = Live(sup, str(tmp_path / "sdwatch.sock"))
+    assert [u.name for u in live.snapshot().units] == list(UNITS)
+    assert [u.name for u in live.metrics()[0]] == list(UNITS)
