@@ -167,6 +167,11 @@ class Supervisor:
     def _on_sighup(self) -> None:
         self.spawn(self.reload(), "reload")
 
+    @property
+    def reload_running(self) -> bool:
+        """True while a reload runs: ``cfg`` is the new one before the watches follow it."""
+        return self._reloading.locked()
+
     async def reload(self) -> bool:
         """Re-read the config; swap it in if valid, keep the old one otherwise.  Reloads run
         one at a time: a second SIGHUP waits for the first reload to finish.  The outcome

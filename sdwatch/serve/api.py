@@ -49,7 +49,8 @@ class Source(Protocol):
 
     def config_identity(self) -> str | None:
         """The identity of the configuration files in force (configfiles.identity); None
-        when no unit is configured (status then lists systemd's services itself)."""
+        when no unit is configured (status then lists systemd's services itself) or while a
+        reload runs (status then asks systemd)."""
 
 
 def unit_http_status(health: Health) -> int:
@@ -98,7 +99,7 @@ class Api:
             return text(400, f"form: one of {', '.join(status.FORMS)}")
         identity = self.source.config_identity()
         if identity is None:
-            return text(404, "no unit configured: status asks systemd for its services")
+            return text(404, "no unit configured, or a reload running: status asks systemd")
         if req.headers.get("x-sdwatch-config") != identity:
             return text(409, "other configuration files, or changed since the daemon loaded them")
         names = [n for n in req.query.get("units", "").split(",") if n]

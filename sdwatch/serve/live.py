@@ -146,9 +146,10 @@ class Live:
                      lateness_buckets=counts, lateness_sum=lateness_sum)
 
     def config_identity(self) -> str | None:
-        """The identity of the files the daemon's configuration was read from."""
+        """The identity of the files the daemon's configuration was read from; None while
+        a reload runs (the watches do not follow the files yet) or when no unit is configured."""
         cfg = self.sup.cfg
-        return None if cfg.zero_config else cfg.identity
+        return None if cfg.zero_config or self.sup.reload_running else cfg.identity
 
     def command(self, unit: str, command: str) -> Health | None:
         """Hand an administrator's command to the unit's policy; its health after it."""

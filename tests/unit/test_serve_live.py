@@ -3,6 +3,7 @@ says what the status snapshot says."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import pathlib
 import time
@@ -12,6 +13,8 @@ from sdwatch.config import load
 from sdwatch.daemon import Supervisor
 from sdwatch.daemon.watch import Watch
 from sdwatch.serve import metrics
+from sdwatch.serve.api import Api
+from sdwatch.serve.httpd import Peer, Request
 from sdwatch.serve.live import Live
 from sdwatch.snapshot import Failure, ProbeRun
 from sdwatch.systemd import UnitInfo
@@ -127,3 +130,18 @@ def test_units_are_listed_in_the_configurations_order_after_a_reload(
     live = Live(sup, str(tmp_path / "sdwatch.sock"))
     assert [u.name for u in live.snapshot().units] == list(UNITS)
     assert [u.name for u in live.metrics()[0]] == list(UNITS)
+
+
+def test_no_report_while_a_reload_runs(tmp_path: pathlib.Path) -> None:
+    sup = _supervisor(tmp_path)
+    api = Api(Live(sup, str(tmp_path / "sdwatch.sock")))
+    ask = Request("GET", "/api/v1/report", {"form": "text"},
+                  {"x-sdwatch-config": sup.cfg.identity}, b"", Peer(tcp=False, uid=0, pid=1))
+
+    async def during_a_reload() -> int:
+        async with sup._reloading:  # what Supervisor.reload holds until the watches follow
+            assert sup.reload_running
+            return api(ask).status
+
+    assert asyncio.run(during_a_reload()) == 404  # the command asks systemd itself
+    assert api(ask).status == 200 and not sup.reload_running
