@@ -110,16 +110,17 @@ class Live:
         return sample
 
     def _usage(self, name: str, control_group: str, active: str, main_pid: int,
-               now: float) -> resources.UnitSample | resources.UnitUsage | None:
-        """What /metrics shows of the cgroup: a sample status took within SAMPLE_TTL, else
-        the cgroup's usage, read at most every SAMPLE_TTL (cheaper than a sample)."""
+               now: float) -> resources.UnitUsage | None:
+        """What /metrics shows of the cgroup: its usage, read at most every SAMPLE_TTL
+        (cheaper than a sample).  Never status's sample: its tasks are the threads of the
+        processes it read, the usage's the cgroup's pids.current, and a gauge must not flip
+        between the two."""
         if not control_group or active not in _RUNNING:
             self.usages.pop(name, None)
             return None
-        for cached in (self.samples.get(name), self.usages.get(name)):
-            if cached and now - cached[0] < SAMPLE_TTL and cached[1] == (control_group,
-                                                                         main_pid):
-                return cached[2]
+        cached = self.usages.get(name)
+        if cached and now - cached[0] < SAMPLE_TTL and cached[1] == (control_group, main_pid):
+            return cached[2]
         use = resources.unit_usage(control_group, main_pid)
         self.usages[name] = (now, (control_group, main_pid), use)
         return use

@@ -74,9 +74,13 @@ def test_metrics_from_the_watches_equal_those_of_the_status_snapshot(
                                            service_type="ext4"))
     live = Live(sup, str(tmp_path / "sdwatch.sock"))
 
-    reference = metrics.render(live.snapshot(), live.facts())
+    figures = metrics.unit_figures(live.snapshot(), live.facts())
     units, facts = live.metrics()
     shown = metrics.Exposition().render(units, facts)
+    use = live.usages["web.service"][2]  # the cgroup's usage, not status's sample
+    reference = metrics.Exposition().render(tuple(
+        dataclasses.replace(f, memory=use.memory, cpu_seconds=use.cpu_seconds, tasks=use.tasks)
+        if f.name == "web.service" else f for f in figures), facts)
     # systemd's TasksCurrent of a unit without a cgroup sample: status's brief view never reads it
     worker_tasks = b'sdwatch_unit_tasks{name="worker.service"} 3.0\n'
     assert worker_tasks in shown and shown.replace(worker_tasks, b"") == reference
@@ -86,7 +90,7 @@ def test_metrics_from_the_watches_equal_those_of_the_status_snapshot(
     assert 'sdwatch_unit_health{health="missing",name="unread.service"} 1.0' in text
     assert 'sdwatch_unit_gave_up{name="db.service"} 1.0' in text
     assert 'sdwatch_probe_failures_total{kind="exec",probe="p",unit="web.service"} 2.0' in text
-    assert "web.service" in live.samples  # our own cgroup, sampled once for both
+    assert "web.service" in live.samples  # our own cgroup, sampled for status
 
 
 def test_a_scrape_reads_usage_and_status_still_samples_everything(
@@ -100,10 +104,13 @@ def test_a_scrape_reads_usage_and_status_still_samples_everything(
     assert "web.service" in live.usages and "web.service" not in live.samples
     web = next(u for u in live.snapshot().units if u.name == "web.service")
     assert web.fds is not None and web.fds > 0 and web.processes > 0
-    units, _ = live.metrics()  # and the sample status took serves /metrics too
+    when, key, use = live.usages["web.service"]
+    live.samples["web.service"] = (when, key, dataclasses.replace(  # status's, with other tasks
+        live.samples["web.service"][2], tasks=use.tasks + 100))
+    units, _ = live.metrics()  # its own reading again: the gauge does not flip
     shown = next(u for u in units if u.name == "web.service")
-    assert (shown.memory, shown.cpu_seconds, shown.tasks) == (web.memory, web.cpu_seconds,
-                                                              web.tasks)
+    assert (shown.memory, shown.cpu_seconds, shown.tasks) == (use.memory, use.cpu_seconds,
+                                                              use.tasks)
 
 
 def test_a_restarted_unit_is_read_again_within_the_sample_ttl(tmp_path: pathlib.Path) -> None:
