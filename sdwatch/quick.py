@@ -15,10 +15,11 @@ from __future__ import annotations
 import _socket
 import os
 import sys
+import time
 
 from sdwatch import configfiles
 
-TIMEOUT = 5.0
+TIMEOUT = 1.0  # seconds for the whole exchange: a stuck daemon costs no more before the fallback
 MAX_IDENTITY = 8192  # the daemon reads 16 KiB of headers; a longer one takes the full path
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.-@,")
 STALE = ("sdwatch: the running daemon did not load these configuration files as they are now "
@@ -72,14 +73,16 @@ def _get(path: str, target: str, identity: str) -> tuple[int, bytes, bytes] | No
     or None when no daemon answers there in full."""
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     chunks = []
+    deadline = time.monotonic() + TIMEOUT
     try:
         s.settimeout(TIMEOUT)
         s.connect(path)
+        _until(s, deadline)
         s.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
                   f"X-Sdwatch-Config: {identity}\r\n\r\n".encode())
-        while data := s.recv(1 << 16):
+        while _until(s, deadline) and (data := s.recv(1 << 16)):
             chunks.append(data)
-    except OSError:  # none listening, not allowed, gone mid-answer, or a timeout
+    except OSError:  # none listening, not allowed, gone mid-answer, or past the deadline
         return None
     finally:
         s.close()
@@ -93,3 +96,13 @@ def _get(path: str, target: str, identity: str) -> tuple[int, bytes, bytes] | No
     except (IndexError, ValueError):
         return None
     return (code, headers.get(b"x-sdwatch-exit", b""), body) if complete else None
+
+
+def _until(s: _socket.socket, deadline: float) -> bool:
+    """Give the socket's next operation what is left of the exchange's time; raise
+    TimeoutError when nothing is."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    s.settimeout(left)
+    return True

@@ -187,3 +187,39 @@ def test_the_daemons_answer_imports_nothing_of_the_config(served) -> None:
     assert "sdwatch.quick" in loaded
     assert not {"sdwatch.config", "sdwatch.status", "tomllib", "dataclasses", "typing", "json",
                 "socket", "asyncio"} & loaded
+
+
+def test_a_daemon_answering_too_slowly_in_all_is_left_for_the_full_path(
+        tmp_path: pathlib.Path) -> None:
+    """Each byte comes well within a socket operation's timeout, the whole answer not within
+    the exchange's: the command does not wait for it."""
+    import socket
+
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Sdwatch-Exit: 0\r\n\r\nok"
+    gap = 3 * quick.TIMEOUT / len(answer)  # the answer takes three times the deadline
+    path = str(tmp_path / "sdwatch.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen()
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            for byte in answer:
+                if stop.wait(gap):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return  # the client gave up
+
+    thread = threading.Thread(target=drip)
+    thread.start()
+    try:
+        assert quick._get(path, "/api/v1/report?form=text&units=", "id") is None
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
