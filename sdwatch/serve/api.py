@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from typing import Any, Callable, Protocol, Sequence
 
 from sdwatch import exits, status
@@ -80,6 +81,7 @@ class Api:
         return route()
 
     def _page(self) -> Response:
+        time.tzset()  # the machine's zone now: timedatectl set-timezone while the daemon runs
         return Response(200, page.render(self.source.snapshot()), "text/html; charset=utf-8",
                         (("content-security-policy", "default-src 'none'; style-src "
                           "'unsafe-inline'"), ("x-frame-options", "DENY")))
@@ -106,6 +108,7 @@ class Api:
         snap = status.pick(self.source.snapshot(), names)
         if snap is None:
             return text(404, "a unit named is not watched by sdwatch")
+        time.tzset()  # as the command would: the zone the machine has now, not at our start
         return Response(200, status.render(snap, form).encode(), "text/plain; charset=utf-8",
                         (("x-sdwatch-exit", str(exits.OK if snap.healthy else exits.UNHEALTHY)),))
 

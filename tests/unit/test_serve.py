@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -246,6 +247,22 @@ def test_report_is_what_status_prints_with_its_exit_code(form: str) -> None:
     r = report(source, form=form)
     assert (r.status, r.body.decode()) == (200, status.render(source.snap, form))
     assert dict(r.headers)["x-sdwatch-exit"] == "3"  # memcached is failing
+
+
+@pytest.mark.parametrize("route", ["/api/v1/report", "/"])
+def test_times_are_written_in_the_zone_the_machine_has_now(monkeypatch, route) -> None:
+    source = Source()
+    at = source.snap.generated_at
+    monkeypatch.setenv("TZ", "UTC0")
+    time.tzset()
+    monkeypatch.setenv("TZ", "XYZ-9")  # as timedatectl set-timezone under a running daemon
+    try:
+        r = call(Api(source), "GET", route, USER, {}, x_sdwatch_config="1:2:3:4:5")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    shown = ("%a, %d %b %Y %H:%M:%S" if route != "/" else "%Y-%m-%d %H:%M:%S")
+    assert time.strftime(shown, time.gmtime(at + 9 * 3600)) in r.body.decode()
 
 
 def test_report_of_named_units_in_the_order_named() -> None:
