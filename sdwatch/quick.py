@@ -23,7 +23,8 @@ TIMEOUT = 1.0  # seconds for the whole exchange: a stuck daemon costs no more be
 MAX_IDENTITY = 8192  # the daemon reads 16 KiB of headers; a longer one takes the full path
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.-@,")
 STALE = ("sdwatch: the running daemon did not load these configuration files as they are now "
-         "(edited since? systemctl reload sdwatch applies them): asking systemd\n")
+         "(other files, or edited since: systemctl reload sdwatch applies edits): "
+         "asking systemd\n")
 
 
 def answer(units: list[str] | tuple[str, ...] = (), all_units: bool = False,

@@ -180,6 +180,15 @@ def test_a_config_edited_after_the_daemon_loaded_it_takes_the_full_path(served) 
     assert fast.stderr.startswith(quick.STALE) and "bad_key: unknown key" in fast.stderr
 
 
+def test_other_configuration_files_take_the_full_path_and_are_called_so(served) -> None:
+    _, cfg = served
+    other = cfg.with_name("other.toml")  # the same text, not the files the daemon loaded
+    other.write_text(cfg.read_text())
+    fast = _run(FAST, "status", "-c", str(other))
+    assert fast.returncode == 4 and fast.stderr.startswith(quick.STALE)  # systemd asked
+    assert "other files, or edited since" in quick.STALE
+
+
 def test_the_daemons_answer_imports_nothing_of_the_config(served) -> None:
     _, cfg = served
     loaded = modules_after(f"from sdwatch import report; assert report.run(config_path="
