@@ -14,6 +14,7 @@ answers to a ClientHello (``sdwatch init`` asks the web servers' TCP listeners).
 from __future__ import annotations
 
 import datetime
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Mapping, Optional
 
@@ -138,10 +139,12 @@ async def probe(spec: Spec) -> Mapping[str, Metric]:
     return judge_certificate(der, spec.days_left, _now(), version or "")
 
 
+@functools.cache
 def client_hello() -> bytes:
-    """Return the first flight of a TLS client: the ClientHello Python's ssl module writes."""
+    """Return the first flight of a TLS client: the ClientHello Python's ssl module writes.
+    Made once, with a bare context: no CA bundle to load for a question no handshake ends."""
     import ssl
-    ctx = ssl.create_default_context()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     outgoing = ssl.MemoryBIO()

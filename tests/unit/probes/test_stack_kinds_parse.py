@@ -159,6 +159,7 @@ def test_client_hello_is_one_tls_handshake_record() -> None:
     hello = tls.client_hello()
     assert hello[0] == 0x16 and hello[1] == 3 and hello[5] == 1  # handshake, ClientHello
     assert int.from_bytes(hello[3:5], "big") == len(hello) - 5
+    assert tls.client_hello() is hello  # made once however many listeners are asked
 
 
 @pytest.mark.parametrize("head, answer", [
