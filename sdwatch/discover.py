@@ -200,7 +200,8 @@ def _web(service: Service, names: frozenset[str], words: set[str],
         return None
     probes: list[Pairs] = []
     tls = [ln for ln in _tcp(service, [443]) if ln.tls]
-    plain = [ln for ln in _tcp(service, [80]) if not ln.tls]
+    # a listener that answered nothing in time is neither: never proposed as plain HTTP
+    plain = [ln for ln in _tcp(service, [80]) if not ln.tls and not ln.silent]
     if plain:
         probes.append((("kind", "http"), ("url", f"http://{plain[0].local}/")))
     else:

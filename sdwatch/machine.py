@@ -42,12 +42,14 @@ class Process:
 @dataclass(frozen=True)
 class Listener:
     """A listening socket: ``tcp`` with host (IP literal) and port, or ``unix`` with a path;
-    ``tls`` when it answered a TLS ClientHello (only asked with :func:`with_tls`)."""
+    ``tls`` when it answered a TLS ClientHello, ``silent`` when asked and it answered nothing
+    in time (only asked with :func:`with_tls`)."""
 
     kind: Literal["tcp", "unix"]
     host: str  # IP address, or the socket path
     port: int = 0
     tls: bool = False
+    silent: bool = False
 
     def __str__(self) -> str:
         if self.kind == "unix":
@@ -134,36 +136,57 @@ def service_facts(unit: str, description: str, pids: Iterable[int],
 TLS_TIMEOUT = 1.0  # seconds for a listener on this machine to answer a ClientHello
 
 
-def tls_listeners(listeners: Iterable[Listener],
-                  timeout: float = TLS_TIMEOUT) -> frozenset[Listener]:
-    """Given TCP listeners, return those that answer a TLS ClientHello within ``timeout``
-    seconds (all asked at once, where :attr:`Listener.local` says)."""
+def _addresses(listener: Listener) -> list[str]:
+    """Where to ask a listener: :attr:`Listener.local`, and for one on ``::`` also IPv4's
+    loopback (a dual-stack socket answers there where ::1 is not configured)."""
+    return [listener.local] + ([f"127.0.0.1:{listener.port}"] if listener.host == "::" else [])
+
+
+def tls_answers(listeners: Iterable[Listener],
+                timeout: float = TLS_TIMEOUT) -> dict[Listener, bool]:
+    """Given TCP listeners, return for each that answered a TLS ClientHello within
+    ``timeout`` seconds whether the answer was TLS (all asked at once, at
+    :func:`_addresses`); those that answered nothing are left out."""
     from sdwatch.probes import net, tls
     from sdwatch.probes.base import ProbeError
 
-    async def answers(listener: Listener) -> bool:
+    async def answers(listener: Listener) -> bool | None:
         try:
-            async with asyncio.timeout(timeout):
-                return await tls.answers_tls(net.parse_address(listener.local))
-        except (TimeoutError, ProbeError, ValueError):  # ValueError: an address we cannot name
-            return False
+            async with asyncio.timeout(timeout):  # one deadline for every address of it
+                for address in _addresses(listener):
+                    try:
+                        return await tls.answers_tls(net.parse_address(address))
+                    except (ProbeError, ValueError):  # refused, or an address we cannot name
+                        continue
+        except TimeoutError:
+            pass
+        return None
 
-    async def ask(asked: list[Listener]) -> list[bool]:
+    async def ask(asked: list[Listener]) -> list[bool | None]:
         return await asyncio.gather(*(answers(ln) for ln in asked))
 
     asked = list(dict.fromkeys(ln for ln in listeners if ln.kind == "tcp"))
     answered = asyncio.run(ask(asked)) if asked else []
-    return frozenset(ln for ln, yes in zip(asked, answered, strict=True) if yes)
+    return {ln: yes for ln, yes in zip(asked, answered, strict=True) if yes is not None}
+
+
+def tls_listeners(listeners: Iterable[Listener],
+                  timeout: float = TLS_TIMEOUT) -> frozenset[Listener]:
+    """Given TCP listeners, return those that answer a TLS ClientHello within ``timeout``."""
+    return frozenset(ln for ln, yes in tls_answers(listeners, timeout).items() if yes)
 
 
 def with_tls(service: Service, asked: Iterable[Listener]) -> Service:
     """Given a service and the listeners of it to ask, return it with ``tls`` set on those
-    that answer TLS (the only time anything is connected to while reading facts)."""
-    speaking = tls_listeners(asked)
-    if not speaking:
+    that answer TLS and ``silent`` on those that answer nothing in time (the only time
+    anything is connected to while reading facts)."""
+    asked = [ln for ln in dict.fromkeys(asked) if ln.kind == "tcp"]
+    if not asked:
         return service
+    answers = tls_answers(asked)
     return replace(service, listeners=tuple(
-        replace(ln, tls=True) if ln in speaking else ln for ln in service.listeners))
+        ln if ln not in asked else replace(ln, tls=True) if answers.get(ln) else
+        ln if ln in answers else replace(ln, silent=True) for ln in service.listeners))
 
 
 def read_services(sd: Systemd, exclude: Iterable[str] = (),

@@ -101,6 +101,12 @@ def test_tls_is_told_by_what_a_port_answered_not_its_number() -> None:
     assert probes(only_tls) == [{"kind": "tls", "address": "[::1]:8443", "verify": False}]
 
 
+def test_a_listener_that_answered_nothing_is_not_proposed_as_plain_http() -> None:
+    silent = Service("nginx.service", processes=NGINX.processes, listeners=(
+        Listener("tcp", "127.0.0.1", 443, silent=True), Listener("unix", "/run/nginx.sock")))
+    assert probes(silent) == [{"kind": "http", "url": "http+unix://%2Frun%2Fnginx.sock/"}]
+
+
 def test_only_web_servers_tcp_listeners_are_asked_about_tls() -> None:
     assert discover.tls_questions(NGINX) == tuple(
         ln for ln in NGINX.listeners if ln.kind == "tcp")

@@ -59,3 +59,54 @@ def test_read_process_of_a_gone_process_is_none() -> None:
 def test_tls_listeners_passes_over_what_no_address_can_name() -> None:
     unnamable = Listener("tcp", "127.0.0.1", 0)
     assert machine.tls_listeners([unnamable, Listener("unix", "/run/x.sock")]) == frozenset()
+
+
+def _loopback_server(answer: bytes | None) -> tuple[socket.socket, int]:
+    """A listener on 127.0.0.1 that answers any first bytes with ``answer`` (None: accepts,
+    reads and never answers); closed by the caller."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        kept = []
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed: the test is over
+                break
+            conn.recv(1 << 16)
+            if answer is not None:
+                conn.sendall(answer)
+            kept.append(conn)
+        for conn in kept:
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def test_a_wildcard_ipv6_listener_is_also_asked_at_ipv4_loopback() -> None:
+    server, port = _loopback_server(b"\x16\x03\x03\x00\x02")  # a TLS record's head
+    try:  # nothing listens at [::1]:port: only a dual-stack socket's IPv4 side answers
+        dual = Listener("tcp", "::", port)
+        assert machine.tls_answers([dual], timeout=5.0) == {dual: True}
+    finally:
+        server.close()
+
+
+def test_a_listener_silent_until_the_deadline_is_neither_tls_nor_plain() -> None:
+    silent_server, silent_port = _loopback_server(None)
+    plain_server, plain_port = _loopback_server(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    try:
+        silent = Listener("tcp", "127.0.0.1", silent_port)
+        plain = Listener("tcp", "127.0.0.1", plain_port)
+        assert machine.tls_answers([silent, plain], timeout=0.5) == {plain: False}
+        service = machine.Service("nginx.service", listeners=(silent, plain))
+        assert machine.with_tls(service, [silent, plain]).listeners == (
+            Listener("tcp", "127.0.0.1", silent_port, silent=True), plain)
+    finally:
+        silent_server.close()
+        plain_server.close()
