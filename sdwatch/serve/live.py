@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from sdwatch import __version__, resources, status
-from sdwatch.serve.metrics import Facts, ProbeCounts, ProbeFigures, UnitFigures
+from sdwatch.serve.metrics import Facts, ProbeFigures, UnitFigures
 from sdwatch.states import Health, judge_health
 from sdwatch.systemd import brief_view
 
@@ -124,16 +124,6 @@ class Live:
         use = resources.unit_usage(control_group, main_pid)
         self.usages[name] = (now, (control_group, main_pid), use)
         return use
-
-    def facts(self) -> Facts:
-        """The daemon's counters for /metrics, with each unit's."""
-        watches = self.sup.watches
-        return dataclasses.replace(
-            self._own_facts(),
-            probes={(n, p): ProbeCounts(*c) for n, w in watches.items() for p, c in w.runs.items()},
-            gave_up={n: w.state.gave_up for n, w in watches.items()},
-            unmonitored={n: w.state.unmonitored for n, w in watches.items()},
-            service_types={n: w.service_type for n, w in watches.items()})
 
     def metrics(self) -> tuple[tuple[UnitFigures, ...], Facts]:
         """What /metrics shows: each unit's figures, and the daemon's own counters."""

@@ -15,12 +15,11 @@ families are concatenated, which is valid exposition text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from sdwatch.schedule import LATENESS_BOUNDS as LATENESS_BUCKETS
 from sdwatch.states import Health
-from sdwatch.status import Snapshot
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -31,23 +30,13 @@ UNIT_STATES = ("active", "activating", "deactivating", "inactive", "failed")
 
 
 @dataclass(frozen=True)
-class ProbeCounts:
-    runs: int = 0
-    failures: int = 0
-
-
-@dataclass(frozen=True)
 class Facts:
-    """What the daemon adds to a snapshot for metrics: counters since it started."""
+    """The daemon's own figures for metrics: version, start, reloads, schedule lateness."""
 
     version: str
     started_at: float
     reload_ok: bool = True
     reload_at: float = 0.0  # the last successful (re)load of the configuration
-    probes: Mapping[tuple[str, str], ProbeCounts] = field(default_factory=dict)
-    gave_up: Mapping[str, bool] = field(default_factory=dict)  # unit -> flag
-    unmonitored: Mapping[str, bool] = field(default_factory=dict)
-    service_types: Mapping[str, str] = field(default_factory=dict)  # unit -> Type=
     lateness_buckets: tuple[int, ...] = ()  # cumulative counts per LATENESS_BUCKETS, then +Inf
     lateness_sum: float = 0.0
 
@@ -80,32 +69,6 @@ class UnitFigures:
     cpu_seconds: float | None = None
     tasks: int | None = None
     probes: tuple[ProbeFigures, ...] = ()
-
-
-def unit_figures(snap: Snapshot, facts: Facts) -> tuple[UnitFigures, ...]:
-    """Given a status snapshot and the daemon's counters, return each unit's figures."""
-    out = []
-    for u in snap.units:
-        probes = tuple(
-            ProbeFigures(p.name, p.kind, p.last.ok if p.last else None,
-                         p.last.duration if p.last else None,
-                         *_counts(facts.probes.get((u.name, p.name))))
-            for p in u.probes)
-        out.append(UnitFigures(
-            u.name, u.active_state, facts.service_types.get(u.name, ""), u.health,
-            bool(facts.gave_up.get(u.name)), bool(facts.unmonitored.get(u.name)),
-            u.restarts_sdwatch or 0, u.restarts_systemd, u.memory, u.cpu_seconds, u.tasks,
-            probes))
-    return tuple(out)
-
-
-def _counts(counts: ProbeCounts | None) -> tuple[int, int]:
-    return (counts.runs, counts.failures) if counts else (0, 0)
-
-
-def render(snap: Snapshot, facts: Facts) -> bytes:
-    """Given a snapshot and the daemon's counters, return the exposition text (nothing kept)."""
-    return Exposition().render(unit_figures(snap, facts), facts)
 
 
 Key = tuple

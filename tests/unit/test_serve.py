@@ -56,21 +56,38 @@ class Source:
     def facts(self) -> metrics.Facts:
         return metrics.Facts(
             version="0.1.0", started_at=1.7e9, reload_at=1.7e9,
-            probes={("memcached.service", "memcached"): metrics.ProbeCounts(10, 4)},
-            gave_up={"memcached.service": True}, unmonitored={},
             lateness_buckets=(1, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3), lateness_sum=0.02)
 
     def config_identity(self) -> str | None:
         return self.identity
 
     def metrics(self) -> tuple[tuple[metrics.UnitFigures, ...], metrics.Facts]:
-        return metrics.unit_figures(self.snapshot(), self.facts()), self.facts()
+        return figures_of(self.snapshot(), {("memcached.service", "memcached"): (10, 4)},
+                          gave_up={"memcached.service"}), self.facts()
 
     def command(self, name: str, command: str) -> Health | None:
         if name not in [u.name for u in self.snap.units]:
             return None
         self.commands.append((name, command))
         return Health.STARTING
+
+
+def figures_of(snap: status.Snapshot, runs: dict[tuple[str, str], tuple[int, int]],
+               gave_up: set[str] = frozenset(), unmonitored: set[str] = frozenset(),
+               types: dict[str, str] | None = None) -> tuple[metrics.UnitFigures, ...]:
+    """What /metrics shows of a status snapshot's units, given what only the daemon counts:
+    (unit, probe) -> (runs, failures), its flags and each service's Type=."""
+    return tuple(metrics.UnitFigures(
+        u.name, u.active_state, (types or {}).get(u.name, ""), u.health, u.name in gave_up,
+        u.name in unmonitored, u.restarts_sdwatch or 0, u.restarts_systemd, u.memory,
+        u.cpu_seconds, u.tasks, tuple(metrics.ProbeFigures(
+            p.name, p.kind, p.last.ok if p.last else None,
+            p.last.duration if p.last else None, *runs.get((u.name, p.name), (0, 0)))
+            for p in u.probes)) for u in snap.units)
+
+
+def exposition(source: Source) -> bytes:
+    return metrics.Exposition().render(*source.metrics())
 
 
 ROOT = Peer(tcp=False, uid=0, pid=1)
@@ -96,7 +113,7 @@ def sample(fams: dict, metric: str, **labels: str) -> float:
 
 def test_metrics_use_the_names_prometheus_users_query() -> None:
     source = Source()
-    fams = families(metrics.render(source.snapshot(), source.facts()))
+    fams = families(exposition(source))
     assert sample(fams, "node_systemd_unit_state", name="db.service", state="failed") == 1
     assert sample(fams, "node_systemd_unit_state", name="db.service", state="active") == 0
     assert sample(fams, "probe_success", unit="memcached.service", probe="memcached",
@@ -120,7 +137,7 @@ def test_metrics_use_the_names_prometheus_users_query() -> None:
 
 def test_metrics_carry_no_target_or_reason() -> None:
     source = Source()
-    body = metrics.render(source.snapshot(), source.facts()).decode()
+    body = exposition(source).decode()
     for secret in ("admin", "127.0.0.1", "timeout after"):
         assert secret not in body
 
@@ -128,7 +145,7 @@ def test_metrics_carry_no_target_or_reason() -> None:
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus)")
 def test_metrics_pass_promtool_check_metrics() -> None:
     source = Source()
-    body = metrics.render(source.snapshot(), source.facts())
+    body = exposition(source)
     out = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout + out.stderr == b""  # no lint warnings either

@@ -8,6 +8,8 @@ import dataclasses
 import pathlib
 import time
 
+from test_serve import figures_of
+
 from sdwatch import policy
 from sdwatch.config import load
 from sdwatch.daemon import Supervisor
@@ -74,7 +76,11 @@ def test_metrics_from_the_watches_equal_those_of_the_status_snapshot(
                                            service_type="ext4"))
     live = Live(sup, str(tmp_path / "sdwatch.sock"))
 
-    figures = metrics.unit_figures(live.snapshot(), live.facts())
+    figures = figures_of(  # what the status snapshot says, with the daemon's counters
+        live.snapshot(), {(n, p): c for n, w in sup.watches.items() for p, c in w.runs.items()},
+        {n for n, w in sup.watches.items() if w.state.gave_up},
+        {n for n, w in sup.watches.items() if w.state.unmonitored},
+        {n: w.service_type for n, w in sup.watches.items()})
     units, facts = live.metrics()
     shown = metrics.Exposition().render(units, facts)
     use = live.usages["web.service"][2]  # the cgroup's usage, not status's sample
