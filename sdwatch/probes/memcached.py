@@ -15,6 +15,7 @@ a connection that did not complete a clean exchange is closed, never kept.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import struct
 import time
@@ -33,6 +34,7 @@ MAX_STATS_BYTES = 64 * 1024
 FRESH = 30.0  # seconds: a kept connection older than this is replaced by a new one
 KEEP = 4  # idle kept connections per address, at most
 _kept: dict[net.Address, list[tuple[net.SocketStream, float]]] = {}  # idle, with birth time
+_opaques = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
 
 class Header(NamedTuple):
@@ -190,7 +192,7 @@ def _keep(target: net.Address, stream: net.SocketStream, born: float) -> None:
 
 async def _noop(reader: asyncio.StreamReader,
                 writer: asyncio.StreamWriter) -> Mapping[str, Metric]:
-    opaque = int.from_bytes(os.urandom(4), "big")
+    opaque = next(_opaques) & 0xFFFFFFFF  # tells our reply from any other
     writer.write(encode_header(Header(REQUEST_MAGIC, OP_NOOP, 0, 0, 0, 0, 0, opaque, 0)))
     stage("waiting for NOOP reply")
     header = parse_header(await net.read_exactly(reader, HEADER.size, "waiting for NOOP reply"))
