@@ -142,14 +142,15 @@ COMMANDS = ("restart", "monitor", "unmonitor")
 
 @dataclass(frozen=True)
 class ProbeState:
+    """What policy needs of a probe's past (its last result and time are the daemon's): a
+    passing probe's state stops changing once its window is full, so most steps change nothing.
+    """
+
     name: str
     history: tuple[bool, ...] = ()  # counted attempts since the last verdict; True = failed
     failing: bool = False
-    successes: int = 0  # consecutive counted successes
+    successes: int = 0  # consecutive counted successes, up to the probe's ``recover``
     failures: int = 0  # consecutive counted failures
-    last_ok: bool | None = None
-    last_reason: str = ""
-    last_at: float | None = None
     passed: bool = False  # passed at least once since the unit's last start
 
 
@@ -196,7 +197,37 @@ def initial(cfg: UnitConfig, now: float) -> UnitState:
 def step(cfg: UnitConfig, state: UnitState, obs: Observation,
          now: float) -> tuple[UnitState, list[Do]]:
     """Given a unit's config and state, one observation and the time, return the new state and
-    the actions to execute in order."""
+    the actions to execute in order.  An observation that changes nothing (a passing probe
+    passes again) returns ``state`` itself and no actions."""
+    if type(obs) is ProbeObserved and obs.ok and _steady(cfg, state, obs.probe):
+        return state, []
+    return _step(cfg, state, obs, now)
+
+
+def _steady(cfg: UnitConfig, state: UnitState, probe: str) -> bool:
+    """Whether one more pass of ``probe`` would change nothing: no restart is pending, no
+    re-arm is due, the probe's window is full of passes and it passed ``recover`` times in a
+    row (so it is not failing, and passed since the unit's start: grace is over or waits for
+    another probe).  tests/unit/test_policy_shortcut.py proves ``step`` equal to ``_step``."""
+    if state.pending_until is not None or state.gave_up_at is not None:
+        return False
+    for ps in state.probes:
+        if ps.name == probe:
+            break
+    else:
+        return False
+    if True in ps.history:
+        return False
+    for pc in cfg.probes:
+        if pc.name == probe:
+            return (ps.successes >= pc.recover
+                    and len(ps.history) == max(pc.window, pc.failures))
+    return False
+
+
+def _step(cfg: UnitConfig, state: UnitState, obs: Observation,
+          now: float) -> tuple[UnitState, list[Do]]:
+    """``step`` without its shortcut for observations that change nothing."""
     state, out = _maybe_rearm(cfg, state, now)
     if isinstance(obs, Requested):
         state, more = _on_request(cfg, state, obs, now)
@@ -461,15 +492,15 @@ def _on_probe(cfg: UnitConfig, state: UnitState, obs: ProbeObserved,
     pc = next((p for p in cfg.probes if p.name == obs.probe), None)
     if pc is None:
         return state, []
-    ps = replace(_probe(state, pc.name), last_ok=obs.ok, last_reason=obs.reason, last_at=now)
+    ps = _probe(state, pc.name)
     if not obs.ok:
         state = _failed(state, f"probe {pc.name}: {obs.reason}", now)
     window = max(pc.window, pc.failures)
     if state.pending_until is not None:
         return _put_probe(state, ps), []  # the old process's answers, or none yet
     if obs.ok:
-        ps = replace(ps, history=(*ps.history, False)[-window:], successes=ps.successes + 1,
-                     failures=0, passed=True)
+        ps = replace(ps, history=(*ps.history, False)[-window:], failures=0, passed=True,
+                     successes=min(ps.successes + 1, pc.recover))
         state = _put_probe(state, ps)
         if _in_grace(state, now) and all(_probe(state, p.name).passed for p in cfg.probes):
             state = replace(state, grace_until=now, confirmed_at=now)  # every probe answered

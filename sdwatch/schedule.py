@@ -31,6 +31,7 @@ class Schedules:
         self.runs = 0
         self.late_counts = [0] * (len(LATENESS_BOUNDS) + 1)  # per bound, then above them all
         self.late_sum = 0.0
+        self._waiting: dict[float, list[asyncio.Future[None]]] = {}  # due time -> its jobs
 
     async def every(self, key: str, interval: float, slack: float,
                     job: Callable[[], Awaitable[None]]) -> None:
@@ -48,7 +49,7 @@ class Schedules:
         try:
             while True:
                 self.due[key] = at + interval + slack
-                await asyncio.sleep(max(0.0, at - loop.time()))
+                await self._until(loop, at)
                 self._record(loop.time() - at)
                 await job()
                 at += interval
@@ -58,6 +59,25 @@ class Schedules:
                     at = loop.time()
         finally:
             self.due.pop(key, None)
+
+    async def _until(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        """Sleep until loop time ``at``.  Jobs due at the same time (the grid makes most of
+        them so) share one timer: a timer of its own per job costs more than its probe."""
+        if at <= loop.time():
+            await asyncio.sleep(0)
+            return
+        waiter = loop.create_future()
+        waiting = self._waiting.get(at)
+        if waiting is None:
+            waiting = self._waiting[at] = []
+            loop.call_at(at, self._wake, at)
+        waiting.append(waiter)
+        await waiter
+
+    def _wake(self, at: float) -> None:
+        for waiter in self._waiting.pop(at, ()):
+            if not waiter.done():  # (cancelled: its job was removed)
+                waiter.set_result(None)
 
     def _record(self, seconds: float) -> None:
         self.runs += 1

@@ -57,6 +57,7 @@ class ProbeRun:
     at: float
     metrics: Mapping[str, Metric] = field(default_factory=dict)
     last_failure: Failure | None = None  # the latest failed run, this one or an earlier one
+    streak: int = 1  # runs in a row, ending with this one, with this one's ``ok``
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class ProbeView:
     last_failure: Failure | None = None
     failing: bool = False  # policy's verdict
     consecutive_failures: int = 0
-    consecutive_successes: int = 0
+    consecutive_successes: int = 0  # passes in a row, the last one included
     recent_failures: int = 0  # failed attempts counted in the current window
 
     def to_json(self) -> JSON:
@@ -268,11 +269,11 @@ def build_unit(name: str, health: Health, state: UnitState, runs: Mapping[str, P
     for p in state.probes:
         run = runs.get(p.name)
         probes.append(ProbeView(
-            p.name, run.ok if run else p.last_ok, run.outcome if run else None,
-            run.reason if run else p.last_reason, run.duration if run else None,
-            run.at if run else p.last_at, run.metrics if run else {},
-            run.last_failure if run else None, p.failing, p.failures, p.successes,
-            sum(p.history)))
+            p.name, run.ok if run else None, run.outcome if run else None,
+            run.reason if run else "", run.duration if run else None,
+            run.at if run else None, run.metrics if run else {},
+            run.last_failure if run else None, p.failing, p.failures,
+            run.streak if run and run.ok else 0, sum(p.history)))
     views = []
     for lim in state.limits:
         reading = limits.get(lim.resource)

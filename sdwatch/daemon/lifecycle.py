@@ -118,19 +118,22 @@ class Supervisor:
         if w is None:
             return
         now = time.time()
-        before = policy.health(w.cfg, w.state, now)
-        kept = _persistent_key(w.state)
-        w.state, actions = policy.step(w.cfg, w.state, obs, now)
-        after = policy.health(w.cfg, w.state, now)
+        old = w.state
+        w.state, actions = policy.step(w.cfg, old, obs, now)
         if log.isEnabledFor(logging.DEBUG) and not isinstance(obs, policy.Tick):
             log.debug("%s: %s -> %s", name, obs, [type(a).__name__ for a in actions])
+        if w.state is old and not actions:  # nothing changed: a passing probe passed again
+            self.publisher.changed()
+            return
+        before = policy.health(w.cfg, old, now)
+        after = policy.health(w.cfg, w.state, now)
         if after is not before and announce:
             # (STATUS= goes out with the snapshot, at the next tick: rebuilding it here
             # would cost every unit's health at every change)
             why = w.state.last_failure if after in (Health.FAILING, Health.FAILED) else ""
             log.log(NOTICE if after.ok else logging.WARNING, "%s: %s -> %s%s", name,
                     before.value, after.value, f" ({why})" if why else "")
-        if _persistent_key(w.state) != kept:
+        if _persistent_key(w.state) != _persistent_key(old):
             self._save_state()
         if actions:
             self.spawn(self.actor.execute(name, actions), f"{name}/act")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from sdwatch import policy, resources
 from sdwatch.link import BATCH, Link
+from sdwatch.probes.base import run
 from sdwatch.snapshot import Failure, LimitRun, ProbeRun
 from sdwatch.states import RESOURCES, Health
 from sdwatch.systemd import Change, SystemdError, SystemdUnavailable, UnitError, UnitInfo
@@ -261,8 +262,6 @@ class Watcher:
                                                    info.result, since=w.since, stop_job=w.job))
 
     async def _probe_once(self, name: str, probe: ProbeConfig) -> None:
-        from sdwatch.probes.base import run
-
         w = self.watches[name]
         if w.state.active_state not in ("active", "reloading", "activating", ""):
             return  # nothing to ask a stopped service; policy knows it is stopped
@@ -271,8 +270,9 @@ class Watcher:
         before = w.probes.get(probe.name)
         failure = (Failure(result.reason, now) if not result.ok
                    else before.last_failure if before else None)
+        streak = before.streak + 1 if before and before.ok is result.ok else 1
         w.probes[probe.name] = ProbeRun(result.ok, result.outcome.value, result.reason,
-                                        result.duration, now, dict(result.metrics), failure)
+                                        result.duration, now, result.metrics, failure, streak)
         runs, failed = w.runs.get(probe.name, (0, 0))
         w.runs[probe.name] = (runs + 1, failed + (not result.ok))
         self._observe(name, policy.ProbeObserved(probe.name, result.ok, result.reason))

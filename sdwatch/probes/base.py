@@ -26,11 +26,12 @@ import contextvars
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Union
+from typing import Any, Awaitable, Callable, Mapping, Union
 
 from sdwatch.quantities import format_duration
 
 Metric = Union[float, int, str]
+Probe = Callable[[Any], Awaitable[Mapping[str, Metric]]]  # a kind's probe(spec) -> metrics
 
 
 class Outcome(str, enum.Enum):
@@ -139,18 +140,16 @@ async def run(kind: str, spec: object, timeout: float) -> ProbeResult:
     """
     import asyncio
 
-    from sdwatch.probes import REGISTRY
-
     start = time.monotonic()
-    entry = REGISTRY.get(kind)
-    if entry is None:
+    probe = _PROBES.get(kind) or _find(kind)
+    if probe is None:
         return ProbeResult(False, Outcome.UNKNOWN, 0.0, f"no probe kind {kind!r}")
     attempt = Attempt(deadline=asyncio.get_running_loop().time() + timeout)
     token = _ATTEMPT.set(attempt)
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
-            metrics = await entry.probe(spec)
+            metrics = await probe(spec)
     except TimeoutError as exc:
         # Ours when the deadline expired; otherwise a timeout inside the probe (e.g. a socket's).
         error: ProbeError = ProbeTimeout(
@@ -166,3 +165,16 @@ async def run(kind: str, spec: object, timeout: float) -> ProbeResult:
     finally:
         _ATTEMPT.reset(token)
     return ProbeResult(False, error.outcome, time.monotonic() - start, error.reason, error.metrics)
+
+
+_PROBES: dict[str, Probe] = {}  # kind -> its probe function, once looked up
+
+
+def _find(kind: str) -> Probe | None:
+    from sdwatch.probes import REGISTRY  # (imports this module)
+
+    entry = REGISTRY.get(kind)
+    if entry is None:
+        return None
+    _PROBES[kind] = entry.probe
+    return entry.probe

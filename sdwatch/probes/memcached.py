@@ -14,6 +14,8 @@ a connection that did not complete a clean exchange is closed, never kept.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import struct
 import time
@@ -35,6 +37,7 @@ MAX_STATS_BYTES = 64 * 1024
 FRESH = 30.0  # seconds: a kept connection older than this is replaced by a new one
 KEEP = 4  # idle kept connections per address, at most
 _kept: dict[net.Address, list[tuple[net.SocketStream, float]]] = {}  # idle, with birth time
+_opaques = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
 
 class Header(NamedTuple):
@@ -112,7 +115,7 @@ class Spec:
             except ValueError as exc:
                 raise SpecError(key, str(exc)) from None
 
-    @property
+    @functools.cached_property
     def target(self) -> net.Address:
         return net.parse_address(self.address or f"unix:{self.socket}")
 
@@ -169,7 +172,7 @@ async def _noop_kept(target: net.Address) -> Mapping[str, Metric]:
         except BaseException:
             stream.abort()  # cancelled mid-exchange: a late reply must not reach the next NOOP
             raise
-        _keep(target, stream, born)
+        _keep(idle, stream, born)
         return metrics
     stage(f"connecting to {target}")
     stream = net.SocketStream(await net.connect_socket(target), MAX_STATS_BYTES)
@@ -179,12 +182,12 @@ async def _noop_kept(target: net.Address) -> Mapping[str, Metric]:
     except BaseException:
         stream.abort()
         raise
-    _keep(target, stream, born)
+    _keep(idle, stream, born)
     return metrics
 
 
-def _keep(target: net.Address, stream: net.SocketStream, born: float) -> None:
-    idle = _kept.setdefault(target, [])
+def _keep(idle: list[tuple[net.SocketStream, float]], stream: net.SocketStream,
+          born: float) -> None:
     if len(idle) < KEEP:
         idle.append((stream, born))
     else:
@@ -193,8 +196,8 @@ def _keep(target: net.Address, stream: net.SocketStream, born: float) -> None:
 
 async def _noop(reader: asyncio.StreamReader,
                 writer: asyncio.StreamWriter) -> Mapping[str, Metric]:
-    opaque = int.from_bytes(os.urandom(4), "big")
-    writer.write(encode_header(Header(REQUEST_MAGIC, OP_NOOP, 0, 0, 0, 0, 0, opaque, 0)))
+    opaque = next(_opaques) & 0xFFFFFFFF  # tells our reply from any other
+    writer.write(HEADER.pack(REQUEST_MAGIC, OP_NOOP, 0, 0, 0, 0, 0, opaque, 0))
     stage("waiting for NOOP reply")
     header = parse_header(await net.read_exactly(reader, HEADER.size, "waiting for NOOP reply"))
     if header.opcode != OP_NOOP or header.opaque != opaque:

@@ -150,15 +150,12 @@ class Live:
 
 
 def _probe_figures(w: Any) -> tuple[ProbeFigures, ...]:
-    """A watch's probes as the daemon's snapshot shows them: the last run, else policy's."""
+    """A watch's probes as the daemon's snapshot shows them: the last run since sdwatch
+    started, if any."""
     out = []
     for probe in w.cfg.probes:
         run = w.probes.get(probe.name)
         runs, failed = w.runs.get(probe.name, (0, 0))
-        if run is None:  # none since sdwatch started: what policy kept from before
-            kept = next((p for p in w.state.probes if p.name == probe.name), None)
-            out.append(ProbeFigures(probe.name, probe.kind, kept.last_ok if kept else None,
-                                    None, runs, failed))
-        else:
-            out.append(ProbeFigures(probe.name, probe.kind, run.ok, run.duration, runs, failed))
+        out.append(ProbeFigures(probe.name, probe.kind, run.ok if run else None,
+                                run.duration if run else None, runs, failed))
     return tuple(out)

@@ -74,3 +74,67 @@ def test_a_stuck_job_is_overdue() -> None:
         return late
 
     assert asyncio.run(main()) == ["stuck"]
+
+
+def test_jobs_due_together_share_one_timer() -> None:
+    async def main() -> tuple[int, int, int]:
+        s = Schedules()
+        loop = asyncio.get_running_loop()
+        timers = 0
+        call_at = loop.call_at
+
+        def counting_call_at(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal timers
+            timers += 1
+            return call_at(*args, **kwargs)
+
+        loop.call_at = counting_call_at  # type: ignore[method-assign]
+        runs = [0] * 20
+        done = asyncio.Event()  # (no sleep of the test's own: every timer is the jobs')
+
+        def job(i: int):  # type: ignore[no-untyped-def]
+            async def run() -> None:
+                runs[i] += 1
+                if min(runs) >= 5:
+                    done.set()
+            return run
+
+        tasks = [asyncio.create_task(s.every(f"j{i}", 0.05, 0.0, job(i))) for i in range(20)]
+        await done.wait()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return timers, sum(runs), len(s._waiting)
+
+    timers, runs, waiting = asyncio.run(main())
+    assert runs >= 100
+    # the first runs of 20 jobs fall on one or two points of the grid: a timer per point,
+    # not per run
+    assert timers <= 2 * runs / 20 + 2, (timers, runs)
+    assert waiting <= 2  # nothing is kept for times that passed
+
+
+def test_a_cancelled_job_does_not_stop_those_due_with_it() -> None:
+    async def main() -> int:
+        s = Schedules()
+        runs = {"a": 0, "b": 0}
+
+        def job(name: str):  # type: ignore[no-untyped-def]
+            async def run() -> None:
+                runs[name] += 1
+            return run
+
+        a = asyncio.create_task(s.every("a", 0.05, 0.0, job("a")))
+        b = asyncio.create_task(s.every("b", 0.05, 0.0, job("b")))
+        while runs["a"] < 1 or runs["b"] < 1:
+            await asyncio.sleep(0.005)
+        a.cancel()
+        await asyncio.gather(a, return_exceptions=True)
+        before = runs["b"]
+        while runs["b"] < before + 3:
+            await asyncio.sleep(0.005)
+        b.cancel()
+        await asyncio.gather(b, return_exceptions=True)
+        return runs["b"] - before
+
+    assert asyncio.run(main()) >= 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_policy import ACTIVE, bad, limit, over, run, unit
+from test_policy import ACTIVE, bad, limit, ok, over, run, unit
 
 from sdwatch.policy import health
 from sdwatch.snapshot import (
@@ -23,12 +23,14 @@ from sdwatch.states import Health
 def test_unit_view_is_json_and_complete() -> None:
     cfg = unit(memory=limit(), grace=30.0)
     state, _ = run(cfg, [(0, ACTIVE), (40, bad()), (50, over())])
-    view = build_unit("app.service", health(cfg, state, 50), state, {}, {})
+    run_ = ProbeRun(False, "connect", "connection refused", 0.002, 40, {},
+                    Failure("connection refused", 40))
+    view = build_unit("app.service", health(cfg, state, 50), state, {"p": run_}, {})
     data = json.loads(json.dumps(view.to_json()))
-    expected = {"ok": False, "reason": "connection refused", "at": 40, "failing": False,
-                "consecutive_failures": 1, "consecutive_successes": 0, "recent_failures": 1}
+    expected = {"ok": False, "outcome": "connect", "reason": "connection refused", "at": 40,
+                "failing": False, "consecutive_failures": 1, "consecutive_successes": 0,
+                "recent_failures": 1}
     assert {k: data["probes"]["p"][k] for k in expected} == expected
-    assert data["probes"]["p"]["outcome"] is None  # the daemon has run no probe yet
     assert data["limits"]["memory"]["over_for"] == 1
     assert data["last_failure"] == {"reason": "probe p: connection refused", "at": 40}
     assert data["grace_until"] == 30.0
@@ -38,7 +40,26 @@ def test_unit_view_is_json_and_complete() -> None:
                                "result": "success"}
 
 
-def test_the_daemons_last_runs_override_policys_copy() -> None:
+def test_a_probe_not_run_yet_has_no_result() -> None:
+    cfg = unit()
+    state, _ = run(cfg, [(0, ACTIVE)])
+    probe = build_unit("app.service", Health.HEALTHY, state, {}, {}).probe("p")
+    assert probe is not None and (probe.ok, probe.outcome, probe.at, probe.reason) == (
+        None, None, None, "")
+
+
+def test_consecutive_successes_are_the_daemons_passes_in_a_row() -> None:
+    cfg = unit()
+    state, _ = run(cfg, [(0, ACTIVE), *((t, ok()) for t in range(1, 8))])
+    passes = ProbeRun(True, "ok", "ok", 0.001, 7.0, {}, None, streak=7)
+    view = build_unit("app.service", Health.HEALTHY, state, {"p": passes}, {})
+    assert view.probe("p").consecutive_successes == 7  # type: ignore[union-attr]
+    failed = ProbeRun(False, "timeout", "timeout", 1.0, 8.0, {}, None, streak=2)
+    view = build_unit("app.service", Health.HEALTHY, state, {"p": failed}, {})
+    assert view.probe("p").consecutive_successes == 0  # type: ignore[union-attr]
+
+
+def test_the_daemons_last_runs_and_readings_are_shown() -> None:
     cfg = unit(memory=limit(), grace=0.0)
     state, _ = run(cfg, [(0, ACTIVE), (40, bad()), (50, over())])
     run_ = ProbeRun(False, "connect", "connection refused", 0.002, 40.5, {"bytes": 0},
