@@ -99,15 +99,8 @@ class Live:
     def _sample(self, name: str, control_group: str, active: str, main_pid: int,
                 now: float) -> resources.UnitSample | None:
         """A sample of the unit's cgroup at most SAMPLE_TTL old, None if it runs nothing."""
-        if not control_group or active not in _RUNNING:
-            self.samples.pop(name, None)
-            return None
-        cached = self.samples.get(name)
-        if cached and now - cached[0] < SAMPLE_TTL and cached[1] == (control_group, main_pid):
-            return cached[2]
-        sample = resources.sample_unit(control_group, main_pid)
-        self.samples[name] = (now, (control_group, main_pid), sample)
-        return sample
+        return _kept_reading(self.samples, resources.sample_unit, name, control_group,
+                             active, main_pid, now)
 
     def _usage(self, name: str, control_group: str, active: str, main_pid: int,
                now: float) -> resources.UnitUsage | None:
@@ -115,15 +108,8 @@ class Live:
         (cheaper than a sample).  Never status's sample: its tasks are the threads of the
         processes it read, the usage's the cgroup's pids.current, and a gauge must not flip
         between the two."""
-        if not control_group or active not in _RUNNING:
-            self.usages.pop(name, None)
-            return None
-        cached = self.usages.get(name)
-        if cached and now - cached[0] < SAMPLE_TTL and cached[1] == (control_group, main_pid):
-            return cached[2]
-        use = resources.unit_usage(control_group, main_pid)
-        self.usages[name] = (now, (control_group, main_pid), use)
-        return use
+        return _kept_reading(self.usages, resources.unit_usage, name, control_group, active,
+                             main_pid, now)
 
     def metrics(self) -> tuple[tuple[UnitFigures, ...], Facts]:
         """What /metrics shows: each unit's figures, and the daemon's own counters."""
@@ -159,3 +145,18 @@ def _probe_figures(w: Any) -> tuple[ProbeFigures, ...]:
         out.append(ProbeFigures(probe.name, probe.kind, run.ok if run else None,
                                 run.duration if run else None, runs, failed))
     return tuple(out)
+
+
+def _kept_reading(kept: dict, read: Any, name: str, control_group: str, active: str,
+                  main_pid: int, now: float) -> Any:
+    """``read(control_group, main_pid)``, served again from ``kept`` while at most
+    SAMPLE_TTL old and of the same cgroup and main process; None if the unit runs nothing."""
+    if not control_group or active not in _RUNNING:
+        kept.pop(name, None)
+        return None
+    cached = kept.get(name)
+    if cached and now - cached[0] < SAMPLE_TTL and cached[1] == (control_group, main_pid):
+        return cached[2]
+    reading = read(control_group, main_pid)
+    kept[name] = (now, (control_group, main_pid), reading)
+    return reading
