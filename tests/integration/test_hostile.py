@@ -4,12 +4,10 @@ and 1,000 probes leave the process with exactly the fds and threads it had."""
 from __future__ import annotations
 
 import asyncio
-import gc
-import os
 import threading
-import time
 
 import pytest
+from leaks import baseline, open_fds, settled
 
 from sdwatch import schema
 from sdwatch.probes import REGISTRY
@@ -101,26 +99,6 @@ def test_hostile_peer_gives_the_right_outcome(hostile: dict[str, str], kind: str
         assert 0.8 * TIMEOUT <= result.duration <= 1.2 * TIMEOUT, result
     else:
         assert result.duration <= 1.2 * TIMEOUT, result
-
-
-def settled(count, expected: int, timeout: float = 5.0) -> int:
-    """Return count() once it equals expected, or its last value after timeout."""
-    deadline = time.monotonic() + timeout
-    while (value := count()) != expected and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling a condition with a deadline
-    return value
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def baseline() -> tuple[int, int]:
-    """Open fds and threads now, after a garbage collection: a socket that an earlier test
-    left in a reference cycle (an exception's traceback) would otherwise close in the middle
-    of the count."""
-    gc.collect()
-    return open_fds(), threading.active_count()
 
 
 def test_thousand_hostile_probes_leak_no_fd_or_thread(hostile: dict[str, str]) -> None:

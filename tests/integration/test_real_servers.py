@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import threading
 
 import pytest
+from leaks import baseline, open_fds, settled
 
 from sdwatch import schema
 from sdwatch.probes import REGISTRY
@@ -183,9 +185,8 @@ def test_mysql_bad_password_fails_without_leaking(mariadb: servers.Server, tmp_p
 
 
 def test_mysql_stopped_times_out_and_leaves_no_thread(mariadb: servers.Server) -> None:
-    import threading
     creds = {"user": servers.MYSQL_USER, "password_file": mariadb.extra["password_file"]}
-    threads, fds = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    fds, threads = baseline()
     with mariadb.stopped():
         greeting = probe("mysql", {"address": mariadb.address}, 0.5)
         login = probe("mysql", {"socket": mariadb.socket, **creds}, 0.5)
@@ -193,8 +194,8 @@ def test_mysql_stopped_times_out_and_leaves_no_thread(mariadb: servers.Server) -
     assert greeting.reason == "timeout after 500ms reading greeting"
     assert_timeout(login, 0.5)
     assert login.reason == "timeout after 500ms reading greeting"
-    assert threading.active_count() == threads
-    assert len(os.listdir("/proc/self/fd")) == fds
+    assert settled(threading.active_count, threads) == threads
+    assert settled(open_fds, fds) == fds
     assert probe("mysql", {"socket": mariadb.socket, **creds}).ok
 
 

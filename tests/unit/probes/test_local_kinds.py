@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+from leaks import fd_table, opened_since
 
 from sdwatch import schema
 from sdwatch.probes import REGISTRY
@@ -42,7 +43,7 @@ def test_exec_missing_binary_is_unknown() -> None:
 
 def test_exec_timeout_kills_the_group_and_reaps(tmp_path) -> None:
     pidfile = tmp_path / "pids"
-    fds = len(os.listdir("/proc/self/fd"))
+    fds = fd_table()
     result = probe("exec", {"command": f"sleep 30 & echo $! > {pidfile}; sleep 30",
                             "shell": True}, timeout=0.5)
     assert result.outcome is Outcome.TIMEOUT and 0.4 <= result.duration <= 0.6
@@ -51,7 +52,7 @@ def test_exec_timeout_kills_the_group_and_reaps(tmp_path) -> None:
     while os.path.exists(f"/proc/{grandchild}") and time.monotonic() < deadline:
         time.sleep(0.01)  # waiting for the kernel to finish the SIGKILLed grandchild
     assert not os.path.exists(f"/proc/{grandchild}")
-    assert len(os.listdir("/proc/self/fd")) == fds
+    assert opened_since(fds) == {}
     assert _zombie_children() == []  # the probe reaped what it started
 
 
