@@ -23,7 +23,10 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from sdwatch import deferred
 from sdwatch.states import unit_name_problem
+
+deferred.defer("lxml.etree")  # pystemd's package imports it for introspection, never used here
 
 DEST = b"org.freedesktop.systemd1"
 MANAGER_PATH = b"/org/freedesktop/systemd1"
