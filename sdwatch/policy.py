@@ -33,7 +33,6 @@ Decisions beyond the plain rules:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Union
 
@@ -42,7 +41,6 @@ from sdwatch.config import UnitConfig
 from sdwatch.states import RESOURCES, Event, Health, judge_health
 
 PENDING_TIMEOUT = 90.0  # systemd's DefaultTimeoutStartSec: how long a restart may stay unseen
-PERSISTENT_VERSION = 1
 _UP = ("active", "reloading", "activating", "deactivating")  # its processes are there
 
 
@@ -188,7 +186,7 @@ class UnitState:
 
 def initial(cfg: UnitConfig, now: float) -> UnitState:
     """Given a unit's config, return its fresh state: no grace until systemd tells when the
-    unit started (``now`` is kept for callers' symmetry with ``from_persistent``)."""
+    unit started (``now`` is kept for callers' symmetry with ``persist.from_persistent``)."""
     del now
     return UnitState(probes=tuple(ProbeState(p.name) for p in cfg.probes),
                      limits=tuple(LimitState(r) for r in RESOURCES if getattr(cfg, r)))
@@ -253,52 +251,6 @@ def health(cfg: UnitConfig | None, state: UnitState, now: float) -> Health:
                         gave_up=state.gave_up, restarting=state.pending_until is not None,
                         in_grace=_in_grace(state, now),
                         failing=_failing(state) or any(lim.tripped for lim in state.limits))
-
-
-def to_persistent(state: UnitState) -> dict[str, object]:
-    """Given a unit's state, return what must survive an sdwatch restart, JSON-able."""
-    return {"version": PERSISTENT_VERSION, "restarts": list(state.restarts),
-            "total_restarts": state.total_restarts, "gave_up": state.gave_up,
-            "gave_up_at": state.gave_up_at, "unmonitored": state.unmonitored,
-            "confirmed_at": state.confirmed_at,
-            # what was alerted as failing: "once per state" holds across restarts and reloads
-            "failing_probes": [p.name for p in state.probes if p.failing],
-            "tripped_limits": [lim.resource for lim in state.limits if lim.tripped]}
-
-
-def from_persistent(cfg: UnitConfig, data: object, now: float) -> UnitState:
-    """Given what ``to_persistent`` returned (maybe older, newer or damaged), return the state
-    to continue from; unreadable values are dropped, anything but a dict gives ``initial``."""
-    state = initial(cfg, now)
-    if not isinstance(data, dict):
-        return state
-    restarts = data.get("restarts")
-    if isinstance(restarts, list):
-        state = replace(state, restarts=tuple(float(t) for t in restarts if _is_time(t)))
-    total = data.get("total_restarts")
-    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
-        state = replace(state, total_restarts=total)
-    if data.get("gave_up") is True:
-        at = data.get("gave_up_at")
-        state = replace(state, gave_up_at=float(at) if _is_time(at) else now)
-    if data.get("unmonitored") is True:
-        state = replace(state, unmonitored=True)
-    confirmed = data.get("confirmed_at")
-    if _is_time(confirmed):
-        state = replace(state, confirmed_at=float(confirmed))
-    failing, tripped = data.get("failing_probes"), data.get("tripped_limits")
-    if isinstance(failing, list):
-        state = replace(state, probes=tuple(replace(p, failing=p.name in failing)
-                                            for p in state.probes))
-    if isinstance(tripped, list):
-        state = replace(state, limits=tuple(replace(lim, tripped=lim.resource in tripped)
-                                            for lim in state.limits))
-    return state
-
-
-def _is_time(value: object) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value >= 0)
 
 
 def _in_grace(state: UnitState, now: float) -> bool:

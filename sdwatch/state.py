@@ -1,6 +1,6 @@
 """sdwatch's persistent state: /var/lib/sdwatch/state.json, and atomic JSON writes.
 
-The file holds, per unit, what policy.to_persistent returns (restart history, gave-up and
+The file holds, per unit, what persist.to_persistent returns (restart history, gave-up and
 unmonitored flags).  Writes are atomic (temp file, fsync, rename, fsync of the directory), so
 a crash or kill -9 leaves either the old or the new file.  A file that cannot be read as our
 schema is moved aside with a warning, never a crash.

@@ -10,7 +10,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any, Coroutine
 
-from sdwatch import exits, policy, reloading
+from sdwatch import exits, persist, policy, reloading
 from sdwatch import state as state_file
 from sdwatch.daemon.actions import Actor
 from sdwatch.daemon.publish import Publisher, status_line
@@ -133,7 +133,7 @@ class Supervisor:
             why = w.state.last_failure if after in (Health.FAILING, Health.FAILED) else ""
             log.log(NOTICE if after.ok else logging.WARNING, "%s: %s -> %s%s", name,
                     before.value, after.value, f" ({why})" if why else "")
-        if _persistent_key(w.state) != _persistent_key(old):
+        if persist.key(w.state) != persist.key(old):
             self._save_state()
         if actions:
             self.spawn(self.actor.execute(name, actions), f"{name}/act")
@@ -215,7 +215,7 @@ class Supervisor:
             if name not in new.units:
                 await self.watcher.remove(name)
             elif new.units[name] != old.units.get(name) or new.settings != old.settings:
-                saved[name] = policy.to_persistent(await self.watcher.remove(name))
+                saved[name] = persist.to_persistent(await self.watcher.remove(name))
             else:
                 kept += 1
         changed = len(saved)
@@ -262,7 +262,7 @@ class Supervisor:
         return policy.health(w.cfg, w.state, time.time())
 
     def _save_state(self) -> None:
-        data = {n: policy.to_persistent(w.state) for n, w in self.watches.items()}
+        data = {n: persist.to_persistent(w.state) for n, w in self.watches.items()}
         try:
             state_file.save(self._state_path, data)
         except OSError as exc:
@@ -272,12 +272,6 @@ class Supervisor:
         snap = self.snapshot()
         self.notify.status(snap.status)
         self.publisher.write(self._status_path, snap)
-
-
-def _persistent_key(s: policy.UnitState) -> tuple[object, ...]:
-    """What policy.to_persistent saves, cheap to compare on every observation."""
-    return (s.restarts, s.total_restarts, s.gave_up_at, s.unmonitored, s.confirmed_at,
-            tuple(p.failing for p in s.probes), tuple(lim.tripped for lim in s.limits))
 
 
 def _has_timer(s: policy.UnitState, now: float) -> bool:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from sdwatch import policy, resources
+from sdwatch import persist, policy, resources
 from sdwatch.link import BATCH, Link
 from sdwatch.probes.base import run
 from sdwatch.snapshot import Failure, LimitRun, ProbeRun
@@ -82,7 +82,7 @@ class Watcher:
     async def add(self, units: list[UnitConfig], interval: float,
                   saved: dict[str, object]) -> None:
         """Start watching units: subscribe, read their states, start their schedules (limits
-        every ``interval`` seconds).  ``saved``: policy.to_persistent data by unit name.
+        every ``interval`` seconds).  ``saved``: persist.to_persistent data by unit name.
 
         systemd is asked BATCH units per call and the loop runs in between (the watchdog
         stays fed however many units there are).  Subscribing comes before reading, so no
@@ -104,7 +104,7 @@ class Watcher:
             if w is None:
                 continue
             info, old = infos.get(unit.name), saved.get(unit.name)
-            w.state = (policy.from_persistent(unit, old, now) if old is not None
+            w.state = (persist.from_persistent(unit, old, now) if old is not None
                        else policy.initial(unit, now))
             self._apply_read(unit.name, info, announce=False)
             self._schedule(w, interval)
