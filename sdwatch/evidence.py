@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sdwatch.systemd import UnitInfo
+    from sdwatch.unitinfo import UnitInfo
 
 log = logging.getLogger("sdwatch")
 

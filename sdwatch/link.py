@@ -18,15 +18,8 @@ import concurrent.futures
 import logging
 from typing import Awaitable, Callable, Iterable, TypeVar
 
-from sdwatch.systemd import (
-    Change,
-    Events,
-    Systemd,
-    SystemdError,
-    SystemdUnavailable,
-    UnitError,
-    UnitInfo,
-)
+from sdwatch.systemd import Events, Systemd, SystemdError, SystemdUnavailable, UnitError
+from sdwatch.unitinfo import Change, UnitInfo
 
 log = logging.getLogger("sdwatch")
 CALL_TIMEOUT = 30.0  # a systemd call that takes longer is treated as failed

@@ -19,7 +19,8 @@ from sdwatch.states import Health, judge_health, unit_name_problem
 
 if TYPE_CHECKING:
     from sdwatch.snapshot import DaemonSnapshot, Failure, LimitView, ProbeView, UnitView
-    from sdwatch.systemd import Systemd, UnitInfo
+    from sdwatch.systemd import Systemd
+    from sdwatch.unitinfo import UnitInfo
 
 SCHEMA = "sdwatch.status/1"
 JSON = dict[str, object]

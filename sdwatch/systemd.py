@@ -1,6 +1,7 @@
 """The one adapter between sdwatch and systemd's D-Bus API (pystemd).
 
-Everything leaving this module is ``str``/``int`` in small frozen dataclasses; pystemd's bytes,
+Everything leaving this module is ``str``/``int`` in the small frozen records of unitinfo.py
+(which also names the properties read and translates their values); pystemd's bytes,
 signatures and errors stay inside.  One :class:`Systemd` holds one long-lived bus connection for
 method calls; signals use a separate connection (:class:`Events`), because synchronous calls on
 a connection strand the signals queued on it.
@@ -20,11 +21,21 @@ from __future__ import annotations
 import errno
 import os
 import types
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from sdwatch import deferred
 from sdwatch.states import unit_name_problem
+from sdwatch.unitinfo import (
+    Change,
+    UnitInfo,
+    UnitSummary,
+    change_from_signal,
+    info_from_props,
+    props_to_read,
+    states_only,
+    summary_from_row,
+    text,
+)
 
 deferred.defer("lxml.etree")  # pystemd's package imports it for introspection, never used here
 
@@ -34,7 +45,6 @@ MANAGER_IFACE = b"org.freedesktop.systemd1.Manager"
 UNIT_IFACE = b"org.freedesktop.systemd1.Unit"
 PROPS_IFACE = b"org.freedesktop.DBus.Properties"
 UNIT_PATH_PREFIX = b"/org/freedesktop/systemd1/unit"
-_UNSET = (1 << 64) - 1  # systemd's "no value" for uint64 accounting properties
 _NAMES_PER_CALL = 500
 
 class SystemdError(Exception):
@@ -51,60 +61,6 @@ class UnitError(SystemdError):
 
 class Refused(SystemdError):
     """systemd refused a manager call (e.g. daemon-reload without the privilege)."""
-
-
-@dataclass(frozen=True)
-class UnitSummary:
-    """One row of ListUnits."""
-
-    name: str
-    description: str
-    load_state: str
-    active_state: str
-    sub_state: str
-
-
-@dataclass(frozen=True)
-class UnitInfo:
-    """What systemd knows about one unit.  Accounting fields are None when systemd has no value."""
-
-    id: str
-    description: str
-    load_state: str
-    active_state: str
-    sub_state: str
-    unit_file_state: str
-    result: str
-    main_pid: int
-    control_group: str
-    n_restarts: int
-    active_enter_timestamp: int  # µs since the epoch, 0 if never active
-    exec_main_start_timestamp: int  # µs since the epoch, 0 if never started
-    memory_current: int | None
-    tasks_current: int | None
-    cpu_usage_nsec: int | None
-    exec_main_code: int = 0  # how the main process ended: 1 exited, 2 killed, 3 dumped core
-    exec_main_status: int = 0  # its exit status, or the signal number
-    invocation_id: str = ""  # the journal's _SYSTEMD_INVOCATION_ID of the current/last run
-    active_enter_monotonic: int = 0  # µs of CLOCK_MONOTONIC when it last became active, 0 never
-    service_type: str = ""  # a service's Type= (a mount's file system type), "" unread or other
-
-    @property
-    def type(self) -> str:
-        """The unit type: "service", "socket", ..."""
-        return self.id.rsplit(".", 1)[-1]
-
-
-def brief_view(info: UnitInfo) -> UnitInfo:
-    """Given any read of a unit, return what a brief read with its ListUnits row (as
-    `sdwatch status` reads) shows of it: the fields ``_SKIPPED_WHEN_BRIEF`` names left blank,
-    and of an inactive unit only its name and states."""
-    if info.active_state == "inactive":
-        return UnitInfo(info.id, info.description, info.load_state, info.active_state,
-                        info.sub_state, "", "", 0, "", 0, 0, 0, None, None, None)
-    return UnitInfo(info.id, info.description, info.load_state, info.active_state,
-                    info.sub_state, "", info.result, info.main_pid, info.control_group,
-                    info.n_restarts, info.active_enter_timestamp, 0, None, None, None)
 
 
 def _dbuslib() -> types.ModuleType:
@@ -143,14 +99,6 @@ def _message(exc: BaseException) -> str:
         return str(text)
     code = abs(getattr(exc, "errno", 0) or 0)
     return os.strerror(code) if code else (str(exc) or type(exc).__name__)
-
-
-def _str(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _opt(value: int) -> int | None:
-    return None if value == _UNSET else int(value)
 
 
 def _why_unreachable(exc: Exception) -> str:
@@ -294,11 +242,11 @@ class Systemd:
         wanted = tuple(f".{t}" for t in types)
         out = []
         for row in rows:
-            name = _str(row[0])
+            name = text(row[0])
             if wanted and not name.endswith(wanted):
                 continue
             self._paths[name] = row[6]
-            out.append(UnitSummary(name, _str(row[1]), _str(row[2]), _str(row[3]), _str(row[4])))
+            out.append(summary_from_row(row))
         return sorted(out, key=lambda u: u.name)
 
     def units_by_name(self, names: Iterable[str]) -> list[UnitSummary]:
@@ -320,10 +268,8 @@ class Systemd:
             if len(rows) == len(chunk):  # one row per name, in order, unless one was invalid
                 self._paths.update((n, row[6]) for n, row in zip(chunk, rows, strict=True))
             for row in rows:
-                name = _str(row[0])
-                self._paths[name] = row[6]
-                out.append(UnitSummary(name, _str(row[1]), _str(row[2]), _str(row[3]),
-                                       _str(row[4])))
+                self._paths[text(row[0])] = row[6]
+                out.append(summary_from_row(row))
         return out
 
     def _rows_if_loadable(self, name: str) -> list:
@@ -362,47 +308,18 @@ class Systemd:
             # nothing running (and no unit file, or only a brief view wanted): no process,
             # cgroup or uptime to read.  Each read would also have systemd load the unit
             # file again (an inactive unit nobody references is collected at once).
-            return UnitInfo(summary.name, summary.description, summary.load_state,
-                            summary.active_state, summary.sub_state, "", "", 0, "", 0, 0, 0,
-                            None, None, None)
+            return states_only(summary)
         path = self.unit_path(name)
         kind = name.rsplit(".", 1)[-1]
         iface = b"org.freedesktop.systemd1." + kind.capitalize().encode()
-        props = _UNIT_PROPS if summary is None else _UNIT_PROPS[5:]
-        wanted = set(_PROPS_BY_TYPE.get(kind, ()))
-        if brief:
-            skipped = _SKIPPED_WHEN_BRIEF - (_KEPT_WHEN_STARTED if started else set())
-            props = tuple(p for p in props if p[0] not in skipped)
-            wanted -= skipped
+        props, type_props = props_to_read(kind, brief, started, summary is not None)
         unit = {k: self._get(path, UNIT_IFACE, k.encode(), sig, name) for k, sig in props}
         if summary is not None:
             unit.update(Id=summary.name, Description=summary.description,
                         LoadState=summary.load_state, ActiveState=summary.active_state,
                         SubState=summary.sub_state)
-        svc = {k: self._get(path, iface, k.encode(), sig, name)
-               for k, sig in _TYPE_PROPS if k in wanted}
-        return UnitInfo(
-            id=_str(unit["Id"]),
-            description=_str(unit["Description"]),
-            load_state=_str(unit["LoadState"]),
-            active_state=_str(unit["ActiveState"]),
-            sub_state=_str(unit["SubState"]),
-            unit_file_state=_str(unit.get("UnitFileState", b"")),
-            result=_str(svc.get("Result", b"")),
-            main_pid=int(svc.get("MainPID", 0)),
-            control_group=_str(svc.get("ControlGroup", b"")),
-            n_restarts=int(svc.get("NRestarts", 0)),
-            active_enter_timestamp=int(unit.get("ActiveEnterTimestamp", 0)),
-            exec_main_start_timestamp=int(svc.get("ExecMainStartTimestamp", 0)),
-            memory_current=_opt(svc.get("MemoryCurrent", _UNSET)),
-            tasks_current=_opt(svc.get("TasksCurrent", _UNSET)),
-            cpu_usage_nsec=_opt(svc.get("CPUUsageNSec", _UNSET)),
-            exec_main_code=int(svc.get("ExecMainCode", 0)),
-            exec_main_status=int(svc.get("ExecMainStatus", 0)),
-            invocation_id=bytes(unit.get("InvocationID", b"")).hex(),
-            active_enter_monotonic=int(unit.get("ActiveEnterTimestampMonotonic", 0)),
-            service_type=_str(svc.get("Type", b"")),
-        )
+        svc = {k: self._get(path, iface, k.encode(), sig, name) for k, sig in type_props}
+        return info_from_props(unit, svc)
 
     def units_info(self, names: Iterable[str], brief: bool = False, started: bool = False,
                    ) -> dict[str, UnitInfo | UnitError]:
@@ -434,15 +351,15 @@ class Systemd:
 
     def start(self, name: str) -> str:
         """Queue a start job ("replace" mode); return the job path."""
-        return _str(self._unit_call(name, b"StartUnit", b"ss", [name, "replace"]))
+        return text(self._unit_call(name, b"StartUnit", b"ss", [name, "replace"]))
 
     def stop(self, name: str) -> str:
         """Queue a stop job; return the job path."""
-        return _str(self._unit_call(name, b"StopUnit", b"ss", [name, "replace"]))
+        return text(self._unit_call(name, b"StopUnit", b"ss", [name, "replace"]))
 
     def restart(self, name: str) -> str:
         """Queue a restart job (RestartUnit, "replace": never stop + start); return the job."""
-        return _str(self._unit_call(name, b"RestartUnit", b"ss", [name, "replace"]))
+        return text(self._unit_call(name, b"RestartUnit", b"ss", [name, "replace"]))
 
     def reset_failed(self, name: str) -> None:
         """Clear the failed state and the start-rate counter of a unit."""
@@ -455,19 +372,6 @@ class Systemd:
     def reload_daemon(self) -> None:
         """systemctl daemon-reload; raise Refused without the privilege."""
         self._call(MANAGER_PATH, MANAGER_IFACE, b"Reload", b"", [])
-
-
-@dataclass(frozen=True)
-class Change:
-    """A unit's state as a PropertiesChanged signal told it (fields None when not in it)."""
-
-    unit: str
-    active_state: str | None = None
-    sub_state: str | None = None
-    result: str | None = None
-    main_pid: int | None = None
-    job: bool | None = None  # a job (start, stop, restart...) is queued for the unit now
-    active_enter_monotonic: int | None = None  # µs of CLOCK_MONOTONIC it last became active
 
 
 class Events:
@@ -504,16 +408,7 @@ class Events:
             if name is None:
                 return
             _iface, changed, _ = msg.body
-            emit(Change(
-                unit=name,
-                active_state=_str(changed[b"ActiveState"]) if b"ActiveState" in changed else None,
-                sub_state=_str(changed[b"SubState"]) if b"SubState" in changed else None,
-                result=_str(changed[b"Result"]) if b"Result" in changed else None,
-                main_pid=int(changed[b"MainPID"]) if b"MainPID" in changed else None,
-                job=bool(changed[b"Job"][0]) if b"Job" in changed else None,
-                active_enter_monotonic=(int(changed[_ACTIVE_ENTER])
-                                        if _ACTIVE_ENTER in changed else None),
-            ))
+            emit(change_from_signal(name, changed))
 
         self._callback = on_signal
 
@@ -563,29 +458,3 @@ class Events:
     def close(self) -> None:
         """Close the connection."""
         self._bus.close()
-
-
-_ACTIVE_ENTER = b"ActiveEnterTimestampMonotonic"
-_UNIT_PROPS = (("Id", b"s"), ("Description", b"s"), ("LoadState", b"s"), ("ActiveState", b"s"),
-               ("SubState", b"s"), ("UnitFileState", b"s"), ("ActiveEnterTimestamp", b"t"),
-               ("InvocationID", b"ay"), ("ActiveEnterTimestampMonotonic", b"t"))
-_TYPE_PROPS = (("MainPID", b"u"), ("ControlGroup", b"s"), ("NRestarts", b"u"), ("Result", b"s"),
-               ("ExecMainStartTimestamp", b"t"), ("MemoryCurrent", b"t"), ("TasksCurrent", b"t"),
-               ("CPUUsageNSec", b"t"), ("ExecMainCode", b"i"), ("ExecMainStatus", b"i"),
-               ("Type", b"s"))
-# Type= changes only with the unit file: the daemon's reads keep it, the CLI's brief view not
-_KEPT_WHEN_STARTED = {_ACTIVE_ENTER.decode(), "Type"}
-_SKIPPED_WHEN_BRIEF = {"UnitFileState", "ActiveEnterTimestampMonotonic",
-                       "ExecMainStartTimestamp", "MemoryCurrent", "TasksCurrent",
-                       "CPUUsageNSec", "ExecMainCode", "ExecMainStatus", "InvocationID", "Type"}
-_CGROUP = ("ControlGroup", "MemoryCurrent", "TasksCurrent", "CPUUsageNSec")
-_PROPS_BY_TYPE: dict[str, tuple[str, ...]] = {
-    "service": ("MainPID", "NRestarts", "Result", "ExecMainStartTimestamp", "ExecMainCode",
-                "ExecMainStatus", "Type") + _CGROUP,
-    "scope": ("Result",) + _CGROUP,
-    "slice": _CGROUP,
-    "socket": ("Result",) + _CGROUP,
-    "mount": ("Result", "Type") + _CGROUP,  # node_exporter's type label: the file system
-    "swap": ("Result",) + _CGROUP,
-}
-

@@ -17,7 +17,8 @@ from sdwatch.link import BATCH, Link
 from sdwatch.probes.base import run
 from sdwatch.snapshot import Failure, LimitRun, ProbeRun
 from sdwatch.states import RESOURCES, Health
-from sdwatch.systemd import Change, SystemdError, SystemdUnavailable, UnitError, UnitInfo
+from sdwatch.systemd import SystemdError, SystemdUnavailable, UnitError
+from sdwatch.unitinfo import Change, UnitInfo
 
 if TYPE_CHECKING:
     from sdwatch.config import ProbeConfig, UnitConfig

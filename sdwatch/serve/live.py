@@ -16,7 +16,7 @@ from typing import Any
 from sdwatch import __version__, resources, status
 from sdwatch.serve.metrics import Facts, ProbeFigures, UnitFigures
 from sdwatch.states import Health, judge_health
-from sdwatch.systemd import brief_view
+from sdwatch.unitinfo import brief_view
 
 SAMPLE_TTL = 2.0  # seconds a cgroup sample is served again (a scrape and the page together)
 _RUNNING = ("active", "reloading", "deactivating", "activating")

@@ -11,7 +11,8 @@ import pytest
 from nobody import run_as_nobody
 from sdcheck import show, systemctl, wait_for
 
-from sdwatch.systemd import Systemd, UnitError, brief_view, object_path
+from sdwatch.systemd import Systemd, UnitError, object_path
+from sdwatch.unitinfo import brief_view
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SLEEPER = "ExecStart=/bin/sleep infinity"

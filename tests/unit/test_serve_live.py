@@ -19,7 +19,7 @@ from sdwatch.serve.api import Api
 from sdwatch.serve.httpd import Peer, Request
 from sdwatch.serve.live import Live
 from sdwatch.snapshot import Failure, ProbeRun
-from sdwatch.systemd import UnitInfo
+from sdwatch.unitinfo import UnitInfo
 
 UNITS = ("web.service", "db.service", "unread.service", "worker.service", "data.mount")
 
