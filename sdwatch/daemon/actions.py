@@ -13,7 +13,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from sdwatch import policy
+from sdwatch import messages
 from sdwatch.logs import NOTICE
 from sdwatch.states import Event
 from sdwatch.systemd import Systemd, SystemdUnavailable, UnitError
@@ -32,18 +32,18 @@ WARN = frozenset({Event.FAILING, Event.GAVE_UP, Event.CRASHED, Event.LIMIT})
 WITH_EVIDENCE = frozenset({Event.CRASHED, Event.FAILING, Event.GAVE_UP})
 
 
-def calls(name: str, action: policy.Do) -> list[Call]:
+def calls(name: str, action: messages.Do) -> list[Call]:
     """Given a systemd action of policy's, return the calls carrying it out, in order."""
-    if isinstance(action, policy.Restart):
+    if isinstance(action, messages.Restart):
         kill: list[Call] = []
         if action.kill_first:  # an ExecStop that would hang on a frozen process
             kill.append(lambda sd: sd.kill(name, signal.SIGKILL, "all"))
         return [*kill, lambda sd: sd.restart(name)]
-    if isinstance(action, policy.Start):
+    if isinstance(action, messages.Start):
         return [lambda sd: sd.start(name)]
-    if isinstance(action, policy.Stop):
+    if isinstance(action, messages.Stop):
         return [lambda sd: sd.stop(name)]
-    if isinstance(action, policy.ResetFailed):
+    if isinstance(action, messages.ResetFailed):
         return [lambda sd: sd.reset_failed(name)]
     return []
 
@@ -78,13 +78,13 @@ class Actor:
         if self.alerter is not None:
             self.alerter.close()
 
-    async def execute(self, name: str, actions: list[policy.Do]) -> None:
+    async def execute(self, name: str, actions: list[messages.Do]) -> None:
         """Carry out ``actions`` for unit ``name`` in order, reporting each call to policy."""
         for action in actions:
-            if isinstance(action, policy.Alert):
+            if isinstance(action, messages.Alert):
                 self.spawn(self._alert(name, action), f"{name}/alert")
                 continue
-            if isinstance(action, policy.Unmonitor):
+            if isinstance(action, messages.Unmonitor):
                 log.warning("%s: unmonitored (%s)", name, action.reason)
                 continue
             verb = type(action).__name__.lower()
@@ -92,7 +92,7 @@ class Actor:
             log.log(NOTICE, "%s: %s%s", name, verb, f" ({reason})" if reason else "")
             error = ""
             try:
-                if isinstance(action, policy.Restart) and action.stop_budget is not None:
+                if isinstance(action, messages.Restart) and action.stop_budget is not None:
                     await self._restart_within(name, action.stop_budget)
                 else:
                     for call in calls(name, action):
@@ -100,7 +100,7 @@ class Actor:
             except (TimeoutError, UnitError, SystemdUnavailable) as exc:
                 error = str(exc) or "timed out"
                 log.error("%s: %s failed: %s", name, verb, error)
-            self.observe(name, policy.ActionFinished(action, not error, error))
+            self.observe(name, messages.ActionFinished(action, not error, error))
 
     async def _restart_within(self, name: str, budget: float) -> None:
         """Restart the unit; SIGKILL its cgroup if its stop is not over after ``budget`` seconds
@@ -128,7 +128,7 @@ class Actor:
         except UnitError as exc:
             log.info("%s: nothing left to kill: %s", name, exc)
 
-    async def _alert(self, name: str, alert: policy.Alert) -> None:
+    async def _alert(self, name: str, alert: messages.Alert) -> None:
         from sdwatch.alerting.event import AlertEvent
 
         event = Event(alert.event)

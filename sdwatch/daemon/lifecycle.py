@@ -10,7 +10,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any, Coroutine
 
-from sdwatch import exits, persist, policy, reloading
+from sdwatch import exits, messages, persist, policy, reloading
 from sdwatch import state as state_file
 from sdwatch.daemon.actions import Actor
 from sdwatch.daemon.publish import Publisher, status_line
@@ -111,7 +111,7 @@ class Supervisor:
     def _status_path(self) -> str:
         return os.path.join(self.cfg.settings.runtime_dir, "status.json")
 
-    def observe(self, name: str, obs: policy.Observation, announce: bool = True) -> None:
+    def observe(self, name: str, obs: messages.Observation, announce: bool = True) -> None:
         """Feed one observation to the unit's policy and execute what it decides; log a
         change of health if ``announce`` (a first reading is summed up by the Watcher)."""
         w = self.watches.get(name)
@@ -120,7 +120,7 @@ class Supervisor:
         now = time.time()
         old = w.state
         w.state, actions = policy.step(w.cfg, old, obs, now)
-        if log.isEnabledFor(logging.DEBUG) and not isinstance(obs, policy.Tick):
+        if log.isEnabledFor(logging.DEBUG) and not isinstance(obs, messages.Tick):
             log.debug("%s: %s -> %s", name, obs, [type(a).__name__ for a in actions])
         if w.state is old and not actions:  # nothing changed: a passing probe passed again
             self.publisher.changed()
@@ -145,7 +145,7 @@ class Supervisor:
             now = time.time()
             for name, w in list(self.watches.items()):
                 if _has_timer(w.state, now):
-                    self.observe(name, policy.Tick())
+                    self.observe(name, messages.Tick())
             if self.publisher.due(now):
                 self._write_status()
 
@@ -254,10 +254,10 @@ class Supervisor:
         self.server = await serve.start(self)
 
     def command(self, name: str, command: str) -> Health:
-        """Carry out an administrator's command (policy.COMMANDS) on a watched unit; return
+        """Carry out an administrator's command (messages.COMMANDS) on a watched unit; return
         its health after it."""
         log.log(NOTICE, "%s: %s requested", name, command)
-        self.observe(name, policy.Requested(command))
+        self.observe(name, messages.Requested(command))
         w = self.watches[name]
         return policy.health(w.cfg, w.state, time.time())
 

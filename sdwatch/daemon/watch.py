@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from sdwatch import persist, policy, resources
+from sdwatch import messages, persist, policy, resources
 from sdwatch.link import BATCH, Link
 from sdwatch.probes.base import run
 from sdwatch.snapshot import Failure, LimitRun, ProbeRun
@@ -31,7 +31,7 @@ class Observe(Protocol):
     """The Supervisor's ``observe``: policy.step, then the actions; a change of health is
     logged if ``announce`` (a first reading of thousands of units is summed up instead)."""
 
-    def __call__(self, name: str, obs: policy.Observation, announce: bool = True) -> None: ...
+    def __call__(self, name: str, obs: messages.Observation, announce: bool = True) -> None: ...
 
 
 Spawn = Callable[..., asyncio.Task]  # (coroutine, task name) -> the running task
@@ -146,8 +146,8 @@ class Watcher:
         if info.active_enter_monotonic:
             w.since = _wall_clock(info.active_enter_monotonic)
         w.seen = (info.active_state, info.sub_state, info.main_pid)
-        self._observe(name, policy.SystemdObserved(info.active_state, info.sub_state,
-                                                   info.result, since=w.since, stop_job=w.job),
+        self._observe(name, messages.SystemdObserved(info.active_state, info.sub_state,
+                                                     info.result, since=w.since, stop_job=w.job),
                       announce)
 
     def _schedule(self, w: Watch, interval: float) -> None:
@@ -230,7 +230,7 @@ class Watcher:
                 # job is queued): policy hears only changes, or a new main process
                 return
             w.seen = seen
-            self._observe(change.unit, policy.SystemdObserved(
+            self._observe(change.unit, messages.SystemdObserved(
                 change.active_state, change.sub_state or "", w.result, since=w.since,
                 stop_job=w.job))
             if change.active_state == "active":
@@ -259,8 +259,8 @@ class Watcher:
             return
         w.unreadable = ""
         w.seen = (info.active_state, info.sub_state, info.main_pid)
-        self._observe(name, policy.SystemdObserved(info.active_state, info.sub_state,
-                                                   info.result, since=w.since, stop_job=w.job))
+        self._observe(name, messages.SystemdObserved(info.active_state, info.sub_state,
+                                                     info.result, since=w.since, stop_job=w.job))
 
     async def _probe_once(self, name: str, probe: ProbeConfig) -> None:
         w = self.watches[name]
@@ -276,7 +276,7 @@ class Watcher:
                                         result.duration, now, result.metrics, failure, streak)
         runs, failed = w.runs.get(probe.name, (0, 0))
         w.runs[probe.name] = (runs + 1, failed + (not result.ok))
-        self._observe(name, policy.ProbeObserved(probe.name, result.ok, result.reason))
+        self._observe(name, messages.ProbeObserved(probe.name, result.ok, result.reason))
 
     async def _limits_once(self, name: str) -> None:
         w = self.watches[name]
@@ -290,7 +290,7 @@ class Watcher:
         for r in resources.evaluate(limits, sample, cpu, self.system.memory_total,
                                     self.system.cpus):
             w.limits[r.resource] = LimitRun(r.value, r.over, r.reason, time.time())
-            self._observe(name, policy.LimitObserved(r.resource, r.over, r.value, r.reason))
+            self._observe(name, messages.LimitObserved(r.resource, r.over, r.value, r.reason))
 
 
 def _wall_clock(monotonic_usec: int) -> float:

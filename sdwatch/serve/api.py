@@ -127,7 +127,7 @@ class Api:
         return _json(unit_http_status(unit.health), unit.to_json())
 
     def _command(self, req: Request, name: str, command: str) -> Response:
-        from sdwatch.policy import COMMANDS
+        from sdwatch.messages import COMMANDS
 
         if command not in COMMANDS:
             return text(404, f"no such command {command!r} (one of: {', '.join(COMMANDS)})")

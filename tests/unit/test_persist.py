@@ -25,8 +25,9 @@ from test_policy import (
 
 from sdwatch.config import Action as Then
 from sdwatch.config import RestartLimit
+from sdwatch.messages import Tick
 from sdwatch.persist import from_persistent, key, to_persistent
-from sdwatch.policy import Tick, health, initial, step
+from sdwatch.policy import health, initial, step
 from sdwatch.states import Health
 
 

@@ -9,8 +9,7 @@ import pytest
 
 from sdwatch.config import Action as Then
 from sdwatch.config import Limit, ProbeConfig, RestartLimit, UnitConfig
-from sdwatch.policy import (
-    PENDING_TIMEOUT,
+from sdwatch.messages import (
     ActionFinished,
     Alert,
     LimitObserved,
@@ -22,12 +21,9 @@ from sdwatch.policy import (
     Stop,
     SystemdObserved,
     Tick,
-    UnitState,
     Unmonitor,
-    health,
-    initial,
-    step,
 )
+from sdwatch.policy import PENDING_TIMEOUT, UnitState, health, initial, step
 from sdwatch.states import Health
 
 

@@ -29,20 +29,10 @@ from test_policy import (
     unit,
 )
 
-from sdwatch import policy
 from sdwatch.config import Action as Then
 from sdwatch.config import RestartLimit, UnitConfig
-from sdwatch.policy import (
-    ActionFinished,
-    Requested,
-    Restart,
-    Start,
-    Tick,
-    UnitState,
-    _step,
-    initial,
-    step,
-)
+from sdwatch.messages import ActionFinished, Requested, Restart, Start, SystemdObserved, Tick
+from sdwatch.policy import UnitState, _step, initial, step
 
 
 def both(cfg: UnitConfig, state: UnitState, obs: object, now: float) -> tuple[UnitState, bool]:
@@ -73,7 +63,7 @@ def test_shortcut_is_taken_on_the_table() -> None:
 
 def settled(cfg: UnitConfig, passes: int, start: float = 0.0) -> UnitState:
     """The unit active since ``start`` and its probes passed ``passes`` times each."""
-    state, _ = step(cfg, initial(cfg, 0.0), policy.SystemdObserved(
+    state, _ = step(cfg, initial(cfg, 0.0), SystemdObserved(
         "active", "running", "success", since=start), start)
     for i in range(passes):
         for p in cfg.probes:
@@ -123,8 +113,8 @@ def test_shortcut_table(cfg: UnitConfig, state: UnitState, obs: object, now: flo
 
 OBSERVATIONS = [*[ok("a")] * 12, *[ok("b")] * 4, *[bad("a")] * 5, bad("b"), ok("zz"),
                 ACTIVE, ACTIVATING, AUTO_RESTART, STOPPED, EXITED, crashed(),
-                crashed("start-limit-hit"), policy.SystemdObserved("active", "running",
-                                                                   "success", since=1.0),
+                crashed("start-limit-hit"), SystemdObserved("active", "running", "success",
+                                                            since=1.0),
                 RESTART_FAILED, ActionFinished(Restart(False, "x"), True),
                 ActionFinished(Start("x"), False, "no"), Tick(), over(), over(is_over=False),
                 Requested("restart"), Requested("monitor"), Requested("unmonitor")]
