@@ -37,6 +37,29 @@ def test_the_module_loads_on_first_use_for_every_way_of_importing_it(tmp_path) -
     assert out.splitlines() == ["imported", "loaded", "42 42", "42 module"]
 
 
+def test_a_first_use_through_the_parent_package_and_find_spec_work(tmp_path) -> None:
+    out = python("""
+        from sdwatch import deferred
+        deferred.defer("pkg.heavy")
+        import importlib.util
+        print(importlib.util.find_spec("pkg.heavy").name)
+        import pkg.heavy
+        print(pkg.heavy.VALUE)
+    """, package(tmp_path))
+    assert out.splitlines() == ["pkg.heavy", "loaded", "42"]
+
+
+def test_a_module_its_package_imports_is_not_deferred(tmp_path) -> None:
+    (package(tmp_path) / "pkg" / "__init__.py").write_text("from . import heavy\n")
+    out = python("""
+        from sdwatch import deferred
+        deferred.defer("pkg.heavy")
+        import sys
+        print(type(sys.modules["pkg.heavy"]).__name__, sys.modules["pkg.heavy"].VALUE)
+    """, tmp_path)
+    assert out.splitlines() == ["loaded", "module 42"]
+
+
 def test_an_imported_module_or_a_missing_package_is_left_alone(tmp_path) -> None:
     out = python("""
         from sdwatch import deferred

@@ -25,7 +25,7 @@ from test_policy import (
 
 from sdwatch.config import Action as Then
 from sdwatch.config import RestartLimit
-from sdwatch.messages import Tick
+from sdwatch.messages import Requested, Tick
 from sdwatch.persist import from_persistent, key, to_persistent
 from sdwatch.policy import health, initial, step
 from sdwatch.states import Health
@@ -127,7 +127,19 @@ def test_sdwatch_restart_during_an_unconfirmed_start_keeps_its_grace() -> None:
     assert emitted == [(131, ["failing", "restart"])]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+# what CASES never do: an administrator's commands, and restarts leaving their window
+REQUESTS = [
+    Case("admin_unmonitors_then_monitors", unit(),
+         [(0, ACTIVE), (5, Requested("unmonitor")), (6, bad()), (7, Requested("unmonitor")),
+          (8, Requested("monitor")), (9, Requested("monitor")), (10, Requested("restart")),
+          (11, ACTIVE)], [], Health.HEALTHY),
+    Case("restarts_age_out_of_the_limit_window",
+         unit(probes=(probe(failures=1),), restart_limit=RestartLimit(restarts=3, within=60.0)),
+         [(0, ACTIVE), *crash_loop([10, 20, 30]), *crash_loop([200, 300])], [], Health.HEALTHY),
+]
+
+
+@pytest.mark.parametrize("case", CASES + REQUESTS, ids=[c.id for c in CASES + REQUESTS])
 def test_key_changes_exactly_when_the_saved_data_does(case: Case) -> None:
     """The daemon saves state.json when ``key`` changes: it must see every change of
     ``to_persistent``'s data, and no other."""

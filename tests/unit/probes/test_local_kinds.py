@@ -7,7 +7,7 @@ import os
 import time
 
 import pytest
-from leaks import fd_table, opened_since
+from leaks import fd_baseline, opened_since
 
 from sdwatch import schema
 from sdwatch.probes import REGISTRY
@@ -43,7 +43,7 @@ def test_exec_missing_binary_is_unknown() -> None:
 
 def test_exec_timeout_kills_the_group_and_reaps(tmp_path) -> None:
     pidfile = tmp_path / "pids"
-    fds = fd_table()
+    fds = fd_baseline()
     result = probe("exec", {"command": f"sleep 30 & echo $! > {pidfile}; sleep 30",
                             "shell": True}, timeout=0.5)
     assert result.outcome is Outcome.TIMEOUT and 0.4 <= result.duration <= 0.6
