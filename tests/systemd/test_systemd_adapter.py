@@ -87,8 +87,12 @@ def test_unit_errors_are_clear(sd) -> None:
 def test_start_limit_hit_and_reset_failed(sd, make_unit) -> None:
     name = make_unit(SLEEPER, unit="StartLimitIntervalSec=60s\nStartLimitBurst=2")
     wait_for(lambda: show(name, "ActiveState") == "active", what="active")
+    first = show(name, "InvocationID")
     sd.restart(name)  # the second start within the interval: still allowed
-    wait_for(lambda: show(name, "ActiveState") == "active", what="active after restart")
+    # a new invocation, not just "active": a restart queued while the first is still pending
+    # would be merged into it, and the unit started only twice
+    wait_for(lambda: show(name, "InvocationID") != first
+             and show(name, "ActiveState") == "active", what="active after restart")
     sd.restart(name)  # the third: refused by systemd's start rate limit
     wait_for(lambda: show(name, "Result") == "start-limit-hit", what="start-limit-hit")
     info = sd.unit_info(name)
