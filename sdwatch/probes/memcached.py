@@ -35,7 +35,9 @@ HEADER = struct.Struct(">BBHBBHIIQ")
 REQUEST_MAGIC, RESPONSE_MAGIC, OP_NOOP = 0x80, 0x81, 0x0A
 MAX_STATS_BYTES = 64 * 1024
 FRESH = 30.0  # seconds: a kept connection older than this is replaced by a new one
-KEEP = 4  # idle kept connections per address, at most
+# idle kept connections per address, at most: probes of one address due together each need
+# one (with fewer, most of them connect anew: the cost the kept connections are there to spare)
+KEEP = 64
 _kept: dict[net.Address, list[tuple[net.SocketStream, float]]] = {}  # idle, with birth time
 _opaques = itertools.count(int.from_bytes(os.urandom(4), "big"))
 

@@ -60,6 +60,28 @@ def test_memcached_noop_keeps_its_connection(memcached: servers.Server) -> None:
     assert connections() - before <= 2
 
 
+def test_memcached_probes_run_together_keep_a_connection_each(memcached: servers.Server) -> None:
+    """Probes of one address due at the same moment (the schedule's grid makes them so) each
+    find a kept connection the next time, rather than most of them connecting anew."""
+    spec = schema.build(REGISTRY["memcached"].spec, {"address": memcached.address})
+
+    async def together() -> list[ProbeResult]:
+        with memcached.stopped():  # every probe waits for its reply, holding its connection
+            probes = [asyncio.ensure_future(run("memcached", spec, 5.0)) for _ in range(20)]
+            await asyncio.sleep(0.2)
+        return await asyncio.gather(*probes)
+
+    def connections() -> int:
+        return probe("memcached", {"address": memcached.address, "stats": True}).metrics[
+            "total_connections"]
+
+    assert all(r.ok for r in asyncio.run(together()))
+    before = connections()
+    for _ in range(5):
+        assert all(r.ok for r in asyncio.run(together()))
+    assert connections() - before <= 1  # the second stats call's own
+
+
 def test_memcached_restarted_is_not_failed_by_a_kept_connection(tmp_path) -> None:
     binary, port = servers.require("memcached", "memcached"), servers.free_port()
     argv = [binary, *(["-u", "root"] if os.geteuid() == 0 else []), "-l", "127.0.0.1",
