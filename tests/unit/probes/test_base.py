@@ -26,6 +26,11 @@ async def fake_probe(spec: FakeSpec):
         return {"answer": 42}
     if spec.action == "hang":
         await asyncio.Event().wait()
+    if spec.action == "linger":  # cleanup that outlives the deadline
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.2)
     if spec.action == "bug":
         raise KeyError("oops")
     if spec.action == "thread":
@@ -64,6 +69,47 @@ def test_run_times_out_at_the_deadline_naming_the_stage() -> None:
     assert result.outcome is Outcome.TIMEOUT
     assert result.reason == "timeout after 300ms reading greeting"
     assert 0.24 <= result.duration <= 0.36
+
+
+def test_attempts_running_together_each_time_out_at_their_own_deadline() -> None:
+    async def together() -> list[base.ProbeResult]:
+        return await asyncio.gather(*(run("fake", FakeSpec(action), timeout) for action, timeout
+                                      in (("hang", 0.2), ("hang", 0.4), ("ok", 0.1),
+                                          ("hang", 0.3), ("hang", 0.2))))
+
+    results = asyncio.run(together())
+    assert [r.reason for r in results] == [
+        "timeout after 200ms reading greeting", "timeout after 400ms reading greeting", "ok",
+        "timeout after 300ms reading greeting", "timeout after 200ms reading greeting"]
+    for result, timeout in zip(results, (0.2, 0.4, 0.1, 0.3, 0.2), strict=True):
+        assert result.duration >= timeout - 0.001 or result.ok
+    assert results[0].duration < results[3].duration < results[1].duration
+
+
+def test_a_timed_out_attempt_leaves_its_task_uncancelled_and_no_timer_per_attempt() -> None:
+    async def many() -> tuple[base.ProbeResult, int, int]:
+        timed_out = await run("fake", FakeSpec("hang"), 0.05)
+        await asyncio.sleep(0.01)  # would raise if the deadline's cancellation were left over
+        for _ in range(100):
+            assert (await run("fake", FakeSpec("ok"), 1.0)).ok
+        loop = asyncio.get_running_loop()
+        return timed_out, asyncio.current_task().cancelling(), len(loop._scheduled)
+
+    timed_out, cancelling, timers = asyncio.run(many())
+    assert timed_out.outcome is Outcome.TIMEOUT and cancelling == 0
+    assert timers <= 1  # one deadline timer for the hundred attempts, not one each
+
+
+def test_a_caller_cancelling_an_attempt_is_never_swallowed() -> None:
+    async def cancel_at(seconds: float) -> None:
+        attempt = asyncio.ensure_future(run("fake", FakeSpec("linger"), 0.1))
+        await asyncio.sleep(seconds)
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+
+    asyncio.run(cancel_at(0.05))  # before the deadline
+    asyncio.run(cancel_at(0.2))  # after it, while the attempt cleans up
 
 
 def test_run_turns_a_bug_into_protocol_outcome() -> None:
