@@ -177,7 +177,7 @@ async def _noop_kept(target: net.Address) -> Mapping[str, Metric]:
         _keep(idle, stream, born)
         return metrics
     stage(f"connecting to {target}")
-    stream = net.SocketStream(await net.connect_socket(target), MAX_STATS_BYTES)
+    stream = net.SocketStream(await net.connect_socket(target), MAX_STATS_BYTES, watch=True)
     born = time.monotonic()
     try:
         metrics = await _noop(stream, stream)
