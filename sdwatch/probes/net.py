@@ -229,15 +229,12 @@ class SocketStream:
         self._watch = watch
         self._watched: asyncio.AbstractEventLoop | None = None  # the loop it is in
         self._waiter: asyncio.Future[None] | None = None
-        self._error: OSError | None = None
 
     async def _fill(self) -> None:
         import asyncio
         if not self._watch:
             self._got(await asyncio.get_running_loop().sock_recv(self._sock, 65536))
             return
-        if self._error is not None:
-            raise self._error
         try:
             self._got(self._sock.recv(65536))
         except (BlockingIOError, InterruptedError):
@@ -250,7 +247,8 @@ class SocketStream:
             self._eof = True
 
     async def _readable(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wait until _on_readable has read something (or the end, or an error)."""
+        """Wait until _on_readable has read something (or the end, or an error).  Only a
+        waiting read reads: an idle kept connection's peer cannot fill our memory."""
         if self._watched is not loop:
             self._unwatch()
             loop.add_reader(self._sock.fileno(), self._on_readable)
@@ -262,20 +260,21 @@ class SocketStream:
             self._waiter = None
 
     def _on_readable(self) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            self._unwatch()  # nobody reads: what came (or the end) waits in the kernel
+            return
         try:
             self._got(self._sock.recv(65536))
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._error = exc
-        if self._eof or self._error is not None:
-            self._unwatch()  # nothing more will come; readable for ever would spin the loop
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            if self._error is not None:
-                waiter.set_exception(self._error)
-            else:
-                waiter.set_result(None)
+            self._unwatch()
+            waiter.set_exception(exc)
+            return
+        if self._eof:
+            self._unwatch()  # readable for ever from now: it would spin the loop
+        waiter.set_result(None)
 
     def _unwatch(self) -> None:
         loop, self._watched = self._watched, None

@@ -41,6 +41,12 @@ def test_a_watched_stream_stays_in_the_selector_between_reads_and_leaves_on_abor
             loop.call_later(0.02, theirs.send, b"x" * 4)
             assert await stream.readexactly(4) == b"xxxx"
             assert fd in loop._selector.get_map()  # (asyncio's own: no public view of it)
+        theirs.send(b"late")  # while nobody reads: left in the kernel, not read into memory
+        await asyncio.sleep(0.05)
+        assert fd not in loop._selector.get_map()
+        loop.call_later(0.02, theirs.send, b"!")
+        assert await stream.readexactly(5) == b"late!"  # watched again for the wait
+        assert fd in loop._selector.get_map()
         theirs.close()  # the peer goes away while nobody reads: noticed, no busy loop
         await asyncio.sleep(0.05)
         assert fd not in loop._selector.get_map()
