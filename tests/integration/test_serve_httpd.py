@@ -9,6 +9,7 @@ import pathlib
 import socket
 
 import pytest
+from leaks import open_fds
 
 from sdwatch.serve import httpd
 from sdwatch.serve.httpd import Request, Response, Server
@@ -17,10 +18,6 @@ from sdwatch.serve.httpd import Request, Response, Server
 def handler(req: Request) -> Response:
     who = f"uid={req.peer.uid}" if not req.peer.tcp else "tcp"
     return Response(200, f"{req.method} {req.path} {who} {req.query}".encode(), "text/plain")
-
-
-def fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def serving(tmp: pathlib.Path) -> tuple[Server, str, int]:
@@ -133,7 +130,7 @@ def test_thousands_of_idle_connections_leak_nothing(tmp_path: pathlib.Path,
 
     async def main() -> None:
         server, path, port = await serving(tmp_path)
-        before = fds()
+        before = open_fds()
         ticks = 0
 
         async def ticker() -> None:  # stands for the daemon's schedule
@@ -179,7 +176,7 @@ def test_thousands_of_idle_connections_leak_nothing(tmp_path: pathlib.Path,
         writer.close()
         await writer.wait_closed()
         await asyncio.sleep(0.1)
-        assert fds() <= before
+        assert open_fds() <= before
         assert ticks > 10  # the loop kept running its other work meanwhile
         tick_task.cancel()
         await server.close()
