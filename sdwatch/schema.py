@@ -57,11 +57,11 @@ def build(cls: type[T], data: object, key: str = "") -> T:
         raise SpecError(join(key, unknown[0]), f"unknown key (allowed here: {allowed})")
     values: dict[str, Any] = {}
     for toml_name, field in names.items():
-        sub = join(key, toml_name)
         if toml_name in data:
-            values[field.name] = convert(hints[field.name], data[toml_name], sub)
+            values[field.name] = convert(hints[field.name], data[toml_name],
+                                         join(key, toml_name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise SpecError(sub, "required key is missing")
+            raise SpecError(join(key, toml_name), "required key is missing")
     try:
         return cls(**values)
     except SpecError as exc:
@@ -72,8 +72,7 @@ def build(cls: type[T], data: object, key: str = "") -> T:
 
 def convert(hint: Any, value: object, key: str) -> Any:
     """Convert one TOML value to the Python type ``hint``; raise SpecError naming ``key``."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
+    origin, args = _shape(hint)
     if origin in (typing.Union, types.UnionType):
         return _convert_union(args, value, key)
     if hint is Any:
@@ -152,6 +151,12 @@ def _schema_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]
     """
     fields = [f for f in dataclasses.fields(cls) if f.init]
     return typing.get_type_hints(cls), {_toml_name(f): f for f in fields}
+
+
+@functools.cache
+def _shape(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    """typing's origin and arguments of a hint, once per hint: a config has thousands of values."""
+    return typing.get_origin(hint), typing.get_args(hint)
 
 
 def _toml_name(field: dataclasses.Field) -> str:
