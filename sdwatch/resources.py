@@ -208,7 +208,8 @@ class UnitUsage:
 def unit_usage(control_group: str, main_pid: int = 0) -> UnitUsage:
     """Return what the unit's cgroup uses: from the cgroup's own counters where the kernel
     keeps them all (pure v2: memory.current, cpu.stat, pids.current, three reads however many
-    processes), else from a sample of its processes (their open files not counted)."""
+    processes), else from its processes' own times and threads (their open files not
+    counted) beside the cgroup's memory charge."""
     root, v2 = _hierarchy()
     if v2:
         try:
@@ -218,8 +219,24 @@ def unit_usage(control_group: str, main_pid: int = 0) -> UnitUsage:
         cpu = cgroup_cpu_nsec(control_group) if tasks is not None else None
         if tasks is not None and cpu is not None:
             return UnitUsage(cgroup_memory(control_group), cpu / 1e9, tasks)
-    sample = sample_unit(control_group, main_pid, count_fds=False)
-    return UnitUsage(sample.memory, sample.cpu_seconds, sample.tasks)
+        # v2 without the pids controller: CPU from cpu.stat where there is one
+        sample = sample_unit(control_group, main_pid, count_fds=False)
+        return UnitUsage(sample.memory, sample.cpu_seconds, sample.tasks)
+    return _processes_usage(control_group)
+
+
+def _processes_usage(control_group: str) -> UnitUsage:
+    """``sample_unit``'s memory, CPU and threads without the rest of a sample: a scrape on
+    a v1 host reads every unit's processes, and the objects a sample makes per process and
+    per unit cost more than reading the files."""
+    cpu = 0.0
+    threads = 0
+    for pid in cgroup_pids(control_group):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            cpu += (int(fields[11]) + int(fields[12])) / _TICKS  # summed as sample_unit does
+            threads += int(fields[17])
+    return UnitUsage(cgroup_memory(control_group), cpu, threads)
 
 
 def process_start(pid: int) -> int | None:
@@ -246,6 +263,17 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat's fields from the state on (index 0): utime 11, stime 12, num_threads
+    17, rss pages 21; None if the process is gone or a zombie (no memory or threads left)."""
+    try:
+        stat = read_small(f"/proc/{pid}/stat")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()  # the command name may hold spaces
+    return None if fields[0] == b"Z" else fields
+
+
 def read_process(pid: int, count_fds: bool = True) -> ProcessSample | None:
     """Read one process's RSS, CPU time, threads and open fds from /proc; None if it is gone.
 
@@ -253,18 +281,15 @@ def read_process(pid: int, count_fds: bool = True) -> ProcessSample | None:
     /proc/PID/stat plus a listdir of /proc/PID/fd: ten times cheaper per process than psutil,
     which matters for `sdwatch status` over hundreds of processes.
     """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     try:
-        stat = read_small(f"/proc/{pid}/stat")
-        fields = stat[stat.rindex(b")") + 2:].split()  # the command name may hold spaces
-        try:
-            fds = len(os.listdir(f"/proc/{pid}/fd")) if count_fds else None
-        except PermissionError:
-            fds = None  # another user's process, and we are not root: unknown, not 0
+        fds = len(os.listdir(f"/proc/{pid}/fd")) if count_fds else None
+    except PermissionError:
+        fds = None  # another user's process, and we are not root: unknown, not 0
     except (FileNotFoundError, ProcessLookupError):
         return None
-    if fields[0] == b"Z":
-        return None  # a zombie has no memory or threads left to count
-    # fields from state (index 0): utime 11, stime 12, num_threads 17, rss pages 21
     return ProcessSample(rss=int(fields[21]) * _PAGE,
                          cpu_seconds=(int(fields[11]) + int(fields[12])) / _TICKS,
                          threads=int(fields[17]), fds=fds)

@@ -25,7 +25,7 @@ import time
 from typing import Any, Callable, Protocol, Sequence
 
 from sdwatch import exits, status
-from sdwatch.serve import metrics, page
+from sdwatch.serve import metrics
 from sdwatch.serve.httpd import Request, Response, text
 from sdwatch.states import Health
 
@@ -81,6 +81,8 @@ class Api:
         return route()
 
     def _page(self) -> Response:
+        from sdwatch.serve import page  # a daemon only Prometheus asks never loads the page
+
         time.tzset()  # the machine's zone now: timedatectl set-timezone while the daemon runs
         return Response(200, page.render(self.source.snapshot()), "text/html; charset=utf-8",
                         (("content-security-policy", "default-src 'none'; style-src "

@@ -247,13 +247,14 @@ class Server:
         if close:
             headers.append(("connection", "close"))
         try:
-            out = conn.send(h11.Response(status_code=response.status, headers=headers))
+            out = [conn.send(h11.Response(status_code=response.status, headers=headers))]
             if not head:
-                out += conn.send(h11.Data(data=response.body))
-            out += conn.send(h11.EndOfMessage())
+                out.append(conn.send(h11.Data(data=response.body)))
+            out.append(conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
             return
-        writer.write(out)
+        for part in out:  # not joined: a body of megabytes is not copied once more
+            writer.write(part)
         async with asyncio.timeout(WRITE_TIMEOUT):
             await writer.drain()
 

@@ -253,3 +253,25 @@ def test_unit_usage_from_the_processes_without_counters(v2: pathlib.Path) -> Non
     use = resources.unit_usage("/system.slice/t.service", os.getpid())
     sample = resources.sample_unit("/system.slice/t.service", os.getpid())
     assert use.tasks == sample.tasks > 0 and use.memory == sample.memory
+
+
+def test_unit_usage_on_hybrid_is_what_a_sample_shows(hybrid: pathlib.Path) -> None:
+    children = [_ready_child(), _ready_child()]
+    try:
+        gone = subprocess.Popen(["true"])
+        gone.wait()  # reaped: its PID in cgroup.procs reads as gone
+        unit = hybrid / "unified" / "system.slice" / "t.service"
+        _procs(unit, children[0].pid, gone.pid)
+        _procs(unit / "sub", children[1].pid)
+        charge = hybrid / "memory" / "system.slice" / "t.service"
+        charge.mkdir(parents=True)
+        (charge / "memory.usage_in_bytes").write_text("8192\n")
+        use = resources.unit_usage("/system.slice/t.service", children[0].pid)
+        sample = resources.sample_unit("/system.slice/t.service", children[0].pid)
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    assert sample.pids == (children[0].pid, children[1].pid)  # both read, the gone one not
+    assert use == resources.UnitUsage(8192, sample.cpu_seconds, sample.tasks)
+    assert use.tasks == 2  # one thread each
