@@ -99,7 +99,7 @@ def cgroup_pids(control_group: str) -> list[int]:
     root, _ = _hierarchy()
     pids: list[int] = []
     _collect_pids(f"{root}/{control_group.lstrip('/')}", pids)
-    return pids
+    return [pid for pid in pids if pid] if 0 in pids else pids
 
 
 def _collect_pids(path: str, pids: list[int]) -> None:
@@ -111,7 +111,7 @@ def _collect_pids(path: str, pids: list[int]) -> None:
         links = os.stat(path).st_nlink
     except (FileNotFoundError, NotADirectoryError):
         return
-    pids.extend(pid for pid in map(int, data.split()) if pid)
+    pids.extend(map(int, data.split()))
     if links == 2:
         return  # a directory links 2 + its sub-directories (cgroupfs always counts them)
     try:
@@ -144,15 +144,15 @@ def cgroup_memory(control_group: str) -> int | None:
         return None
     rel = control_group.lstrip("/")
     root, v2 = _hierarchy()
-    candidates = ([f"{root}/{rel}/memory.current"] if v2 else
-                  [f"{CGROUP_ROOT}/memory/{rel}/memory.usage_in_bytes",
-                   f"{root}/{rel}/memory.current"])
-    for path in candidates:
+    if not v2:
         try:
-            return int(read_small(path))
+            return int(read_small(f"{CGROUP_ROOT}/memory/{rel}/memory.usage_in_bytes"))
         except (OSError, ValueError):
-            continue
-    return None
+            pass  # no v1 memory controller: the unified tree may have memory.current
+    try:
+        return int(read_small(f"{root}/{rel}/memory.current"))
+    except (OSError, ValueError):
+        return None
 
 
 def sample_unit(control_group: str, main_pid: int = 0, cpu_usage_nsec: int | None = None,
@@ -270,7 +270,8 @@ def _stat_fields(pid: int) -> list[bytes] | None:
         stat = read_small(f"/proc/{pid}/stat")
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = stat[stat.rindex(b")") + 2:].split()  # the command name may hold spaces
+    # the command name may hold spaces; the fields after rss stay one piece (unsplit)
+    fields = stat[stat.rindex(b")") + 2:].split(None, 22)
     return None if fields[0] == b"Z" else fields
 
 

@@ -66,6 +66,14 @@ def test_cgroup_memory_reads_v1_controller_on_hybrid(hybrid: pathlib.Path) -> No
     assert resources.cgroup_memory("/system.slice/app.service") == 123456
 
 
+def test_cgroup_memory_on_hybrid_without_the_v1_controller(hybrid: pathlib.Path) -> None:
+    unit = hybrid / "unified" / "system.slice" / "app.service"
+    unit.mkdir(parents=True)
+    (unit / "memory.current").write_text("4242\n")
+    assert resources.cgroup_memory("/system.slice/app.service") == 4242
+    assert resources.cgroup_memory("/system.slice/none.service") is None
+
+
 def test_cgroup_memory_reads_memory_current_on_v2(v2: pathlib.Path) -> None:
     unit = v2 / "system.slice" / "app.service"
     unit.mkdir(parents=True)
