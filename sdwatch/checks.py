@@ -15,7 +15,7 @@ from sdwatch.config import Config, ProbeConfig, UnitConfig
 from sdwatch.states import RESOURCES
 
 if TYPE_CHECKING:
-    from sdwatch.probes.base import Metric
+    from sdwatch.probes.errors import Metric
     from sdwatch.systemd import Systemd
 
 CPU_WINDOW = 1.0  # seconds between the two samples that give a CPU percentage

@@ -148,7 +148,7 @@ def tls_answers(listeners: Iterable[Listener],
     ``timeout`` seconds whether the answer was TLS (all asked at once, at
     :func:`_addresses`); those that answered nothing are left out."""
     from sdwatch.probes import net, tls
-    from sdwatch.probes.base import ProbeError
+    from sdwatch.probes.errors import ProbeError
 
     async def answers(listener: Listener) -> bool | None:
         try:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 SCHEMA = "sdwatch.daemon/1"
 
 JSON = dict[str, object]
-Metric = float | int | str  # as probes.base.Metric
+Metric = float | int | str  # as probes.errors.Metric
 
 
 class SnapshotError(ValueError):
@@ -51,7 +51,7 @@ class ProbeRun:
     """One finished probe attempt as the daemon keeps it: the last result of a probe."""
 
     ok: bool
-    outcome: str  # probes.base.Outcome value
+    outcome: str  # probes.errors.Outcome value
     reason: str
     duration: float
     at: float

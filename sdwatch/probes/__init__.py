@@ -33,7 +33,7 @@ class Kind:
 
     @property
     def probe(self) -> Callable[[Any], Awaitable[Mapping[str, Any]]]:
-        """``async def probe(spec) -> metrics``; raises a ``base.ProbeError`` on failure."""
+        """``async def probe(spec) -> metrics``; raises an ``errors.ProbeError`` on failure."""
         return importlib.import_module(self.module).probe
 
 

@@ -1,18 +1,7 @@
-"""Probe results, the probe error tree, and the runner that owns deadline and timing.
+"""Probe results and the runner that owns deadline and timing.
 
-Error tree (every probe raises only these; :func:`run` maps each to an :class:`Outcome`)::
-
-    ProbeError                  base; never raised itself          -> protocol
-    ├── ConnectError            refused, unreachable, no such socket -> connect
-    ├── ProtocolError           garbage, wrong protocol, closed early,
-    │                           oversized reply                    -> protocol
-    ├── CheckFailed             the server answered properly but the
-    │   │                       check failed (HTTP 503, regex miss,
-    │   │                       Nagios 2, file too old, stats limit) -> failed
-    │   ├── CheckWarning        Nagios exit 1                       -> warning
-    │   └── CheckUnknown        Nagios exit 3 or other              -> unknown
-    └── ProbeTimeout            produced by :func:`run` when the
-                                caller's deadline passes            -> timeout
+Probes raise only the errors of :mod:`sdwatch.probes.errors` (the tree is drawn
+there); :func:`run` maps each to an :class:`Outcome`.
 
 A probe makes exactly one attempt, never sleeps or retries, and cleans up with
 ``async with``/``finally`` so that cancellation at the deadline leaves no fd or thread.
@@ -22,34 +11,27 @@ runner reports it as outcome protocol with its type and message instead of crash
 
 from __future__ import annotations
 
-import contextvars
-import enum
 import heapq
 import itertools
 import math
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
+from sdwatch.probes.errors import (
+    _ATTEMPT,
+    Metric,
+    Outcome,
+    ProbeError,
+    ProbeTimeout,
+    ProtocolError,
+)
 from sdwatch.quantities import format_duration
 
 if TYPE_CHECKING:  # imported where used: status checks a config without asyncio
     import asyncio
 
-Metric = Union[float, int, str]
 Probe = Callable[[Any], Awaitable[Mapping[str, Metric]]]  # a kind's probe(spec) -> metrics
-
-
-class Outcome(str, enum.Enum):
-    """How one probe attempt ended; ``ok`` is the only healthy one."""
-
-    OK = "ok"
-    CONNECT = "connect"
-    TIMEOUT = "timeout"
-    PROTOCOL = "protocol"
-    FAILED = "failed"
-    WARNING = "warning"
-    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -63,53 +45,6 @@ class ProbeResult:
     metrics: Mapping[str, Metric] = field(default_factory=dict)
 
 
-class ProbeError(Exception):
-    """Base of the tree; ``metrics`` carries whatever was measured before the failure."""
-
-    outcome = Outcome.PROTOCOL
-
-    def __init__(self, reason: str, metrics: Mapping[str, Metric] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.metrics = dict(metrics or {})
-
-
-class ConnectError(ProbeError):
-    """Could not connect: refused, unreachable, no such socket, DNS failure."""
-
-    outcome = Outcome.CONNECT
-
-
-class ProtocolError(ProbeError):
-    """The peer spoke garbage or another protocol, closed early, or sent too much."""
-
-    outcome = Outcome.PROTOCOL
-
-
-class CheckFailed(ProbeError):
-    """The peer answered properly, but the answer fails the check."""
-
-    outcome = Outcome.FAILED
-
-
-class CheckWarning(CheckFailed):
-    """Nagios warning (exit 1)."""
-
-    outcome = Outcome.WARNING
-
-
-class CheckUnknown(CheckFailed):
-    """Nagios unknown (exit 3 or any other status)."""
-
-    outcome = Outcome.UNKNOWN
-
-
-class ProbeTimeout(ProbeError):
-    """The caller's deadline passed; produced by :func:`run`, not by probes."""
-
-    outcome = Outcome.TIMEOUT
-
-
 @dataclass
 class Attempt:
     """What the running probe is doing (for the timeout reason), when its deadline is, and
@@ -119,27 +54,6 @@ class Attempt:
     deadline: float | None = None  # loop.time() value
     task: asyncio.Task | None = None
     expired: bool = False  # the deadline passed while it ran: its task was cancelled
-
-
-_ATTEMPT: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
-    "sdwatch_probe_attempt", default=None
-)
-
-
-def stage(text: str) -> None:
-    """Given a short phrase ("reading greeting"), record it as what the probe waits on now."""
-    attempt = _ATTEMPT.get()
-    if attempt is not None:
-        attempt.stage = text
-
-
-def remaining(default: float = 30.0) -> float:
-    """Return seconds left before the runner's deadline, or ``default`` outside the runner."""
-    import asyncio
-    attempt = _ATTEMPT.get()
-    if attempt is None or attempt.deadline is None:
-        return default
-    return max(0.0, attempt.deadline - asyncio.get_running_loop().time())
 
 
 async def run(kind: str, spec: object, timeout: float) -> ProbeResult:

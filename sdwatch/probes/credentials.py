@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from sdwatch.probes.base import CheckUnknown
+from sdwatch.probes.errors import CheckUnknown
 from sdwatch.schema import SpecError
 from sdwatch.secretfile import check_password_file, read_password
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import IO, Mapping
 
 from sdwatch.probes import net
-from sdwatch.probes.base import CheckFailed, CheckUnknown, CheckWarning, Metric, stage
+from sdwatch.probes.errors import CheckFailed, CheckUnknown, CheckWarning, Metric, stage
 from sdwatch.quantities import Size
 from sdwatch.schema import SpecError
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from sdwatch.probes.base import CheckFailed, Metric, stage
+from sdwatch.probes.errors import CheckFailed, Metric, stage
 from sdwatch.quantities import Duration, Size, format_duration, format_size
 from sdwatch.schema import SpecError
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal, Mapping, NamedTuple, Optional
 
 from sdwatch import __version__
 from sdwatch.probes import net
-from sdwatch.probes.base import CheckFailed, ConnectError, Metric, ProtocolError, stage
+from sdwatch.probes.errors import CheckFailed, ConnectError, Metric, ProtocolError, stage
 from sdwatch.probes.http_parse import cert_not_after, describe_ranges, parse_status_ranges
 from sdwatch.quantities import Duration, Size, format_duration
 from sdwatch.schema import SpecError

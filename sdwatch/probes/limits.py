@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from sdwatch.probes.base import CheckFailed, Metric
+from sdwatch.probes.errors import CheckFailed, Metric
 
 
 def parse_limits(items: tuple[str, ...]) -> dict[str, float]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, NamedTuple, Optional
 
 from sdwatch.probes import net
-from sdwatch.probes.base import CheckFailed, Metric, ProbeError, ProtocolError, stage
+from sdwatch.probes.errors import CheckFailed, Metric, ProbeError, ProtocolError, stage
 from sdwatch.probes.limits import check, number, parse_limits
 from sdwatch.schema import SpecError
 

@@ -27,14 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional
 
 from sdwatch.probes import net
-from sdwatch.probes.base import (
-    CheckFailed,
-    CheckUnknown,
-    Metric,
-    ProtocolError,
-    remaining,
-    stage,
-)
+from sdwatch.probes.errors import CheckFailed, CheckUnknown, Metric, ProtocolError, remaining, stage
 from sdwatch.probes.mysql_auth import CLIENT_PLUGIN_AUTH, AuthGuard
 from sdwatch.schema import SpecError
 from sdwatch.secretfile import check_password_file, read_password

@@ -16,7 +16,7 @@ as the password and is quickly reversed), and any plugin not named above.
 
 from __future__ import annotations
 
-from sdwatch.probes.base import ProtocolError
+from sdwatch.probes.errors import ProtocolError
 
 CLIENT_PLUGIN_AUTH = 0x80000
 CHALLENGE = frozenset({"mysql_native_password", "client_ed25519", "caching_sha2_password"})

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator
 
-from sdwatch.probes.base import CheckFailed, ConnectError, ProtocolError, stage
+from sdwatch.probes.errors import CheckFailed, ConnectError, ProtocolError, stage
 
 if TYPE_CHECKING:  # imported where used: status checks a config without them
     import asyncio

@@ -23,13 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Optional
 
 from sdwatch.probes import credentials, net
-from sdwatch.probes.base import (
-    CheckFailed,
-    ConnectError,
-    Metric,
-    ProtocolError,
-    stage,
-)
+from sdwatch.probes.errors import CheckFailed, ConnectError, Metric, ProtocolError, stage
 from sdwatch.schema import SpecError
 
 DEFAULT_PORT = 5432

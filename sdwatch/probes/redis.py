@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional, Union
 
 from sdwatch.probes import credentials, net
-from sdwatch.probes.base import CheckFailed, Metric, ProtocolError, stage
+from sdwatch.probes.errors import CheckFailed, Metric, ProtocolError, stage
 from sdwatch.probes.limits import check, number, parse_limits
 from sdwatch.schema import SpecError
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from sdwatch.probes import net
-from sdwatch.probes.base import CheckFailed, Metric, ProtocolError, stage
+from sdwatch.probes.errors import CheckFailed, Metric, ProtocolError, stage
 from sdwatch.quantities import Size
 from sdwatch.schema import SpecError
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Mapping, Optional
 
 from sdwatch.probes import net
-from sdwatch.probes.base import CheckFailed, Metric, ProtocolError, stage
+from sdwatch.probes.errors import CheckFailed, Metric, ProtocolError, stage
 from sdwatch.schema import SpecError
 
 if TYPE_CHECKING:  # imported where used: status checks a config without them

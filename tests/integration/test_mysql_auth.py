@@ -14,7 +14,8 @@ import pytest
 
 from sdwatch import schema
 from sdwatch.probes import REGISTRY
-from sdwatch.probes.base import Outcome, ProbeResult, run
+from sdwatch.probes.base import ProbeResult, run
+from sdwatch.probes.errors import Outcome
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ from leaks import baseline, open_fds
 
 from sdwatch import schema
 from sdwatch.probes import REGISTRY
-from sdwatch.probes.base import Outcome, ProbeResult, run
+from sdwatch.probes.base import ProbeResult, run
+from sdwatch.probes.errors import Outcome
 
 from . import servers
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sdwatch.probes.base import Outcome
+from sdwatch.probes.errors import Outcome
 
 from . import servers
 from .test_hostile import open_fds, settled

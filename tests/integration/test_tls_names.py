@@ -12,7 +12,8 @@ import pytest
 
 from sdwatch import schema
 from sdwatch.probes import http
-from sdwatch.probes.base import Outcome, ProbeResult, run
+from sdwatch.probes.base import ProbeResult, run
+from sdwatch.probes.errors import Outcome
 
 from . import servers
 

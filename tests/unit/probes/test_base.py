@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import pytest
 
 from sdwatch import threads
-from sdwatch.probes import REGISTRY, Kind, base
-from sdwatch.probes.base import Outcome, run
+from sdwatch.probes import REGISTRY, Kind, base, errors
+from sdwatch.probes.base import run
+from sdwatch.probes.errors import Outcome
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class FakeSpec:
 
 
 async def fake_probe(spec: FakeSpec):
-    base.stage("reading greeting")
+    errors.stage("reading greeting")
     if spec.action == "ok":
         return {"answer": 42}
     if spec.action == "hang":
@@ -36,10 +37,10 @@ async def fake_probe(spec: FakeSpec):
     if spec.action == "thread":
         gate = threading.Event()
         await threads.in_thread(lambda: gate.wait(10), gate.set)
-    errors = {"connect": base.ConnectError, "protocol": base.ProtocolError,
-              "failed": base.CheckFailed, "warning": base.CheckWarning,
-              "unknown": base.CheckUnknown}
-    raise errors[spec.action](f"{spec.action} happened", {"m": 1})
+    by_action = {"connect": errors.ConnectError, "protocol": errors.ProtocolError,
+              "failed": errors.CheckFailed, "warning": errors.CheckWarning,
+              "unknown": errors.CheckUnknown}
+    raise by_action[spec.action](f"{spec.action} happened", {"m": 1})
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sdwatch.probes.base import ProtocolError
+from sdwatch.probes.errors import ProtocolError
 from sdwatch.probes.http import MAX_HEADER_BYTES, _read_body, _read_head
 from sdwatch.probes.http_parse import cert_not_after, describe_ranges, parse_status_ranges
 

@@ -11,7 +11,8 @@ from leaks import fd_baseline, opened_since
 
 from sdwatch import schema
 from sdwatch.probes import REGISTRY
-from sdwatch.probes.base import Outcome, run
+from sdwatch.probes.base import run
+from sdwatch.probes.errors import Outcome
 from sdwatch.probes.exec import parse_output
 
 

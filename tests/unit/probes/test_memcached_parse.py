@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdwatch import schema
-from sdwatch.probes.base import CheckFailed, ProtocolError
+from sdwatch.probes.errors import CheckFailed, ProtocolError
 from sdwatch.probes.limits import check, parse_limits
 from sdwatch.probes.memcached import (
     HEADER,

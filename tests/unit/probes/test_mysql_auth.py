@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sdwatch.probes.base import ProtocolError
+from sdwatch.probes.errors import ProtocolError
 from sdwatch.probes.mysql_auth import CLIENT_PLUGIN_AUTH, AuthGuard
 
 NATIVE = "mysql_native_password"

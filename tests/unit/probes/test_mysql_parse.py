@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdwatch import schema
-from sdwatch.probes.base import CheckFailed, ProtocolError
+from sdwatch.probes.errors import CheckFailed, ProtocolError
 from sdwatch.probes.mysql import (
     CLIENT_PLUGIN_AUTH,
     CLIENT_SECURE_CONNECTION,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sdwatch import schema
 from sdwatch.probes import REGISTRY, postgresql, redis, tls
-from sdwatch.probes.base import CheckFailed, ProtocolError
+from sdwatch.probes.errors import CheckFailed, ProtocolError
 from sdwatch.probes.net import Address
 
 LINE_TEXT = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
