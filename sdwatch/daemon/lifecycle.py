@@ -14,7 +14,7 @@ from sdwatch import exits, messages, persist, policy, reloading
 from sdwatch import state as state_file
 from sdwatch.daemon.actions import Actor
 from sdwatch.daemon.publish import Publisher, status_line
-from sdwatch.daemon.watch import Watcher
+from sdwatch.daemon.watch import Watch, Watcher
 from sdwatch.logs import NOTICE
 from sdwatch.notify import Notifier, watchdog_interval
 from sdwatch.schedule import Schedules
@@ -122,8 +122,11 @@ class Supervisor:
         w.state, actions = policy.step(w.cfg, old, obs, now)
         if log.isEnabledFor(logging.DEBUG) and not isinstance(obs, messages.Tick):
             log.debug("%s: %s -> %s", name, obs, [type(a).__name__ for a in actions])
-        if w.state is old and not actions:  # nothing changed: a passing probe passed again
-            self.publisher.changed()
+        if w.state is old and not actions:
+            if type(obs) is messages.ProbeObserved and obs.ok and _passed_before(w, obs.probe):
+                self.publisher.passed_again()  # only its time, duration, count, metrics moved
+            else:
+                self.publisher.changed()
             return
         before = policy.health(w.cfg, old, now)
         after = policy.health(w.cfg, w.state, now)
@@ -272,6 +275,12 @@ class Supervisor:
         snap = self.snapshot()
         self.notify.status(snap.status)
         self.publisher.write(self._status_path, snap)
+
+
+def _passed_before(w: Watch, probe: str) -> bool:
+    """Whether the probe's run before its last one passed too."""
+    run = w.probes.get(probe)
+    return run is not None and run.streak > 1
 
 
 def _has_timer(s: policy.UnitState, now: float) -> bool:

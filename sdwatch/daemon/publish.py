@@ -1,5 +1,6 @@
 """The daemon's snapshot: built from the watches (sdwatch.snapshot), the one-line status, and
-/run/sdwatch/status.json, rewritten at once when a health changed, else every SNAPSHOT s."""
+/run/sdwatch/status.json, rewritten at once when a health changed, within SNAPSHOT s of any other
+change, and every REFRESH s while passing probes only pass again."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sdwatch")
 SNAPSHOT = 5.0  # seconds between status.json refreshes when no health changed
+# seconds between refreshes while passing probes only pass again (their time, duration, count
+# and metrics move, nothing else): the rewrite is most of an idle daemon's CPU beside the probes,
+# and the live snapshot (API, `sdwatch status` through the socket) has them at once
+REFRESH = 30.0
 
 
 def health(watches: Mapping[str, Watch], now: float) -> dict[str, Health]:
@@ -47,18 +52,24 @@ class Publisher:
         self.pid = os.getpid()
         self.pid_start = resources.process_start(self.pid)
         self.dirty = True  # something changed since the last write
+        self.passed = False  # ... or a passing probe passed again since the last write
         self.health_changed = False
-        self.next_write = 0.0
+        self.written = -REFRESH  # when status.json was last written (time.time())
 
     def changed(self, health_changed: bool = False) -> None:
         """Note that the snapshot changed (at once worth writing if a health changed)."""
         self.dirty = True
         self.health_changed = self.health_changed or health_changed
 
+    def passed_again(self) -> None:
+        """Note that a passing probe passed again and nothing else changed."""
+        self.passed = True
+
     def due(self, now: float) -> bool:
         """Whether status.json should be rewritten now: its JSON is most of an idle
-        daemon's CPU, so at once only when a health changed."""
-        return self.health_changed or (self.dirty and now >= self.next_write)
+        daemon's CPU beside the probes, so at once only when a health changed."""
+        return self.health_changed or (self.dirty and now >= self.written + SNAPSHOT) or (
+            self.passed and now >= self.written + REFRESH)
 
     def snapshot(self, watches: Mapping[str, Watch], schedules: Schedules,
                  config_files: tuple[str, ...]) -> DaemonSnapshot:
@@ -82,5 +93,5 @@ class Publisher:
         except OSError as exc:
             log.error("cannot write %s: %s", path, exc)
             return
-        self.dirty = self.health_changed = False
-        self.next_write = time.time() + SNAPSHOT
+        self.dirty = self.passed = self.health_changed = False
+        self.written = time.time()
