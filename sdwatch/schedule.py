@@ -60,6 +60,10 @@ class Schedules:
         finally:
             self.due.pop(key, None)
 
+    async def until(self, at: float) -> None:
+        """Sleep until loop time ``at``, sharing the wake-up of the jobs due then (if any)."""
+        await self._until(asyncio.get_running_loop(), at)
+
     async def _until(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         """Sleep until loop time ``at``.  Jobs due at the same time (the grid makes most of
         them so) share one timer: a timer of its own per job costs more than its probe."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import time
@@ -143,8 +144,13 @@ class Supervisor:
         self.publisher.changed(health_changed=after is not before)
 
     async def _ticker(self) -> None:
+        """Every TICK seconds, on the schedules' grid: a wake-up of its own would cost more
+        than the tick's work, so it comes with the probes due at the same time."""
+        loop = asyncio.get_running_loop()
+        at = math.ceil(loop.time())
         while True:
-            await asyncio.sleep(TICK)
+            at = max(at + TICK, math.ceil(loop.time()))  # (after a stall: the next one)
+            await self.schedules.until(at)
             now = time.time()
             for name, w in list(self.watches.items()):
                 if _has_timer(w.state, now):

@@ -1,4 +1,4 @@
-"""The daemon's parts without a systemd: reloads run one at a time."""
+"""The daemon's parts without a systemd: reloads run one at a time, the ticker keeps the grid."""
 
 from __future__ import annotations
 
@@ -47,3 +47,31 @@ def test_two_reloads_run_one_after_the_other(tmp_path: pathlib.Path) -> None:
     results, live, watched = asyncio.run(scenario())
     assert results == [True, True]
     assert (live, watched) == (1, 1)  # one schedule for the unit's one probe, none orphaned
+
+
+def test_the_ticker_wakes_on_the_schedules_grid(tmp_path: pathlib.Path) -> None:
+    """Whole seconds of loop time, where jobs due then wake the loop anyway."""
+    conf = tmp_path / "sdwatch.toml"
+    write_config(conf, "60s")
+    cfg = load(str(conf))
+
+    async def scenario() -> list[float]:
+        sup = Supervisor(cfg, str(conf))
+        waits: list[float] = []
+
+        async def until(at: float) -> None:
+            waits.append(at)
+            if len(waits) == 3:
+                raise asyncio.CancelledError
+            await asyncio.sleep(0)
+
+        sup.schedules.until = until  # type: ignore[method-assign]
+        try:
+            await sup._ticker()
+        except asyncio.CancelledError:
+            pass
+        return waits
+
+    waits = asyncio.run(scenario())
+    assert all(at == int(at) for at in waits), waits
+    assert waits[1] - waits[0] == waits[2] - waits[1] == 1.0

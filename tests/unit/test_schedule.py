@@ -76,19 +76,24 @@ def test_a_stuck_job_is_overdue() -> None:
     assert asyncio.run(main()) == ["stuck"]
 
 
+def count_timers(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """From now on, count the loop's call_at timers in the list's one item."""
+    timers = [0]
+    call_at = loop.call_at
+
+    def counting_call_at(*args, **kwargs):  # type: ignore[no-untyped-def]
+        timers[0] += 1
+        return call_at(*args, **kwargs)
+
+    loop.call_at = counting_call_at  # type: ignore[method-assign]
+    return timers
+
+
 def test_jobs_due_together_share_one_timer() -> None:
     async def main() -> tuple[int, int, int]:
         s = Schedules()
         loop = asyncio.get_running_loop()
-        timers = 0
-        call_at = loop.call_at
-
-        def counting_call_at(*args, **kwargs):  # type: ignore[no-untyped-def]
-            nonlocal timers
-            timers += 1
-            return call_at(*args, **kwargs)
-
-        loop.call_at = counting_call_at  # type: ignore[method-assign]
+        timers = count_timers(loop)
         runs = [0] * 20
         done = asyncio.Event()  # (no sleep of the test's own: every timer is the jobs')
 
@@ -104,7 +109,7 @@ def test_jobs_due_together_share_one_timer() -> None:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        return timers, sum(runs), len(s._waiting)
+        return timers[0], sum(runs), len(s._waiting)
 
     timers, runs, waiting = asyncio.run(main())
     assert runs >= 100
@@ -138,3 +143,24 @@ def test_a_cancelled_job_does_not_stop_those_due_with_it() -> None:
         return runs["b"] - before
 
     assert asyncio.run(main()) >= 3
+
+
+def test_until_shares_the_timer_of_jobs_due_then() -> None:
+    async def main() -> tuple[int, int, float]:
+        s = Schedules()
+        loop = asyncio.get_running_loop()
+        woken: list[float] = []
+        at = loop.time() + 0.05
+        waiter = asyncio.create_task(s._until(loop, at))  # a job's wait, as every() makes it
+        await asyncio.sleep(0)
+        timers = count_timers(loop)
+        await s.until(at)
+        woken.append(loop.time())
+        await waiter
+        shared = timers[0]
+        await s.until(loop.time() + 0.01)  # due alone: a timer of its own
+        return shared, timers[0], woken[0] - at
+
+    shared, timers, late = asyncio.run(main())
+    assert shared == 0 and timers == 1
+    assert late >= 0
