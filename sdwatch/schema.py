@@ -153,10 +153,18 @@ def _schema_of(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]
     return typing.get_type_hints(cls), {_toml_name(f): f for f in fields}
 
 
-@functools.cache
+_SHAPES: dict[int, tuple[Any, Any, tuple[Any, ...]]] = {}
+
+
 def _shape(hint: Any) -> tuple[Any, tuple[Any, ...]]:
-    """typing's origin and arguments of a hint, once per hint: a config has thousands of values."""
-    return typing.get_origin(hint), typing.get_args(hint)
+    """typing's origin and arguments of a hint, once per hint: a config has thousands of values.
+
+    Keyed by the hint object itself, not by equality: ``int | float`` equals ``float | int``
+    but tries its options in another order (and 5 stays an int, or becomes 5.0)."""
+    found = _SHAPES.get(id(hint))
+    if found is None or found[0] is not hint:  # the entry holds the hint, so its id stays its
+        found = _SHAPES[id(hint)] = (hint, typing.get_origin(hint), typing.get_args(hint))
+    return found[1], found[2]
 
 
 def _toml_name(field: dataclasses.Field) -> str:

@@ -85,7 +85,8 @@ class CheckUnknown(CheckFailed):
 
 
 class ProbeTimeout(ProbeError):
-    """The caller's deadline passed; produced by :func:`run`, not by probes."""
+    """The caller's deadline passed; produced by the runner (:func:`sdwatch.probes.base.run`),
+    not by probes."""
 
     outcome = Outcome.TIMEOUT
 

@@ -51,7 +51,7 @@ def test_due_after_a_write(tmp_path: pathlib.Path, note: str, after: float, due:
     assert pub.due(pub.written + after) is due
 
 
-def test_a_fresh_publisher_is_due(tmp_path: pathlib.Path) -> None:
+def test_a_fresh_publisher_is_due() -> None:
     assert publish.Publisher().due(time.time())
 
 
