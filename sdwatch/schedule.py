@@ -49,7 +49,7 @@ class Schedules:
         try:
             while True:
                 self.due[key] = at + interval + slack
-                await self._until(loop, at)
+                await self.until(at, loop)
                 self._record(loop.time() - at)
                 await job()
                 at += interval
@@ -60,13 +60,10 @@ class Schedules:
         finally:
             self.due.pop(key, None)
 
-    async def until(self, at: float) -> None:
-        """Sleep until loop time ``at``, sharing the wake-up of the jobs due then (if any)."""
-        await self._until(asyncio.get_running_loop(), at)
-
-    async def _until(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+    async def until(self, at: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Sleep until loop time ``at``.  Jobs due at the same time (the grid makes most of
         them so) share one timer: a timer of its own per job costs more than its probe."""
+        loop = loop or asyncio.get_running_loop()
         if at <= loop.time():
             await asyncio.sleep(0)
             return

@@ -151,7 +151,7 @@ def test_until_shares_the_timer_of_jobs_due_then() -> None:
         loop = asyncio.get_running_loop()
         woken: list[float] = []
         at = loop.time() + 0.05
-        waiter = asyncio.create_task(s._until(loop, at))  # a job's wait, as every() makes it
+        waiter = asyncio.create_task(s.until(at, loop))  # a job's wait, as every() makes it
         await asyncio.sleep(0)
         timers = count_timers(loop)
         await s.until(at)
